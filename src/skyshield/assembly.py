@@ -1,0 +1,28 @@
+"""Build the engine a policy asks for: which analyser, which model, which detectors run.
+
+The only module that knows every detector; ingresses (API, CLI, gateways) call
+:func:`build_engine` and never wire detectors themselves.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from skyshield.engine import Detector, Engine
+from skyshield.policy import Policy
+
+
+def build_engine(policy: Policy | str | Path | None = None) -> Engine:
+    if not isinstance(policy, Policy):
+        policy = Policy.load(policy)
+    from skyshield.text.classify import TextModelDetector, load_model
+    from skyshield.text.extract import analyse_batch
+    from skyshield.text.rules import StructureDetector
+
+    model = load_model(policy.section("detectors.text_model")["path"] or None)
+    detectors: list[Detector] = []
+    if policy.section("detectors.structure")["enabled"]:
+        detectors.append(StructureDetector(policy))
+    if policy.section("detectors.text_model")["enabled"]:
+        detectors.append(TextModelDetector())
+    return Engine(policy, analyse_batch, model, detectors)

@@ -1,0 +1,76 @@
+"""Run the detectors over a batch, hand their signals to the policy, return one verdict each.
+
+The one place where signals meet. Data flows one way: the engine analyses the text once
+(normalise + extract), asks the text model once per batch, then every detector reads that shared
+context and returns its signals; detectors never call each other and never touch the network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from skyshield.events import Category, Message, Signal, Verdict
+from skyshield.policy import Policy
+from skyshield.text.analysis import TextAnalysis, TextPrediction
+
+
+@dataclass(slots=True)
+class BatchContext:
+    """Everything detectors may read about one batch; index ``i`` is ``messages[i]``."""
+
+    messages: Sequence[Message]
+    analyses: list[TextAnalysis]
+    predictions: list[TextPrediction]
+    #: Free room for ingress-specific facts (e.g. the SMPP bind), keyed by name.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Detector(Protocol):
+    """A check that emits named signals. ``detect`` returns one list of signals per message."""
+
+    name: str
+
+    def detect(self, ctx: BatchContext) -> list[list[Signal]]: ...
+
+
+class TextModel(Protocol):
+    version: str
+
+    def predict(self, analyses: Sequence[TextAnalysis]) -> list[TextPrediction]: ...
+
+
+class Analyser(Protocol):
+    def __call__(self, texts: Sequence[str]) -> list[TextAnalysis]: ...
+
+
+class Engine:
+    def __init__(self, policy: Policy, analyse: Analyser, model: TextModel, detectors: Sequence[Detector]):
+        self.policy = policy
+        self.analyse = analyse
+        self.model = model
+        self.detectors = list(detectors)
+
+    def check(self, messages: Sequence[Message], extra: dict[str, Any] | None = None) -> list[Verdict]:
+        if not messages:
+            return []
+        analyses = self.analyse([m.text for m in messages])
+        predictions = self.model.predict(analyses)
+        ctx = BatchContext(messages, analyses, predictions, extra or {})
+        per_message: list[list[Signal]] = [[] for _ in messages]
+        for detector in self.detectors:
+            found = detector.detect(ctx)
+            if len(found) != len(messages):
+                raise RuntimeError(f"detector {detector.name} returned {len(found)} results for {len(messages)} messages")
+            for signals, new in zip(per_message, found):
+                signals.extend(new)
+        return [
+            self.policy.decide(
+                Category(pred.category), pred.subtype, pred.unwanted, pred.probabilities, signals, self.model.version
+            )
+            for pred, signals in zip(predictions, per_message)
+        ]
+
+    def check_one(self, message: Message) -> Verdict:
+        return self.check([message])[0]

@@ -1,0 +1,1 @@
+"""Message content: normalise, extract entities, classify."""
