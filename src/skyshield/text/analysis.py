@@ -22,7 +22,6 @@ class Span:
 class Entities:
     links: list[Span] = field(default_factory=list)          # URLs and bare domains
     link_domains: list[str] = field(default_factory=list)    # registered domain of each link
-    short_links: list[Span] = field(default_factory=list)    # links on a shortener domain
     ip_links: list[Span] = field(default_factory=list)       # links to a bare IP address
     phones: list[Span] = field(default_factory=list)         # phone numbers as written
     phone_kinds: list[str] = field(default_factory=list)     # cn_mobile, cn_landline, cn_400, cn_800, international, service

@@ -1,0 +1,1 @@
+"""HTTP API (FastAPI, OpenAPI docs at /docs)."""
