@@ -1,1 +1,1 @@
-"""store"""
+"""Persistence behind one small interface: SQLite by default, PostgreSQL for production."""
