@@ -25,4 +25,12 @@ def build_engine(policy: Policy | str | Path | None = None) -> Engine:
         detectors.append(StructureDetector(policy))
     if policy.section("detectors.text_model")["enabled"]:
         detectors.append(TextModelDetector())
+    if policy.section("detectors.compliance")["enabled"]:
+        from skyshield.compliance.detector import ComplianceDetector
+
+        detectors.append(ComplianceDetector(policy))  # opens the consent ledger (SKYSHIELD_DB) on first use
+    if policy.section("detectors.behaviour")["enabled"]:
+        from skyshield.behaviour.detector import BehaviourDetector
+
+        detectors.append(BehaviourDetector(policy))  # shares state with behaviour.calls.CallScreener(policy)
     return Engine(policy, analyse_batch, model, detectors)

@@ -14,6 +14,9 @@ import sys
 COMMAND_MODULES = [
     "skyshield.commands",          # check, classify, why, serve
     "skyshield.text.cli",          # train, eval
+    "skyshield.compliance.cli",    # audit, consent import/export, reply, template add
+    "skyshield.gateway.cli",       # smpp, sip, smsc-sim
+    "skyshield.behaviour.cli",     # simulate, behaviour-train, behaviour-eval, lists import, profile
 ]
 
 

@@ -1,0 +1,212 @@
+"""The behaviour engine's live state: streaming features, model, lists, bombing, rotation, SIM-box rule.
+
+One :class:`BehaviourService` per process (:func:`shared_service`) is fed by both ingresses: the message
+detector (``detector.BehaviourDetector``) and the call screener (``calls.CallScreener``), so a number's
+calls and messages meet in one profile. Everything here is in memory and never touches the network; the
+reputation lists are read from SQLite once, at start.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from typing import Any
+
+from skyshield.behaviour.bombing import BombingConfig, BombingDetector
+from skyshield.behaviour.features import FEATURE_NAMES
+from skyshield.behaviour.lists import ReputationLists
+from skyshield.behaviour.rotation import RotationConfig, RotationIndex
+from skyshield.behaviour.stream import NumberState, StreamFeatures
+from skyshield.events import Signal
+from skyshield.policy import Policy, parse_duration, parse_rate
+
+SECTION = "detectors.behaviour"
+
+
+class BehaviourService:
+    def __init__(self, policy: Policy | None = None, lists: ReputationLists | None = None, model: Any = "default"):
+        policy = policy or Policy.load()
+        cfg = policy.section(SECTION)
+        self.cfg = cfg
+        self.stream = StreamFeatures()
+        self.lock = threading.Lock()
+        self.fan_out_max, self.fan_out_window = parse_rate(cfg["fan_out"])
+        self.score_min = float(cfg["fraud_score_min"])
+        self.auto_block = float(cfg["auto_block_score"])
+        self.rescore_every = parse_duration(cfg["rescore_every"])
+        self.simbox_min_calls = int(cfg["simbox_min_calls_24h"])
+        self.simbox_min_numbers = int(cfg["simbox_min_numbers_per_device"])
+        min_senders, window = parse_rate(cfg["bombing"])
+        self.bombing = BombingDetector(BombingConfig(window=float(window), min_senders=min_senders,
+                                                     cooldown=float(parse_duration(cfg["bombing_cooldown"]))))
+        self.rotation = RotationIndex(RotationConfig(min_callees=int(cfg["rotation_min_callees"]),
+                                                     containment=float(cfg["rotation_containment"]),
+                                                     watch_days=parse_duration(cfg["rotation_watch"]) / 86_400))
+        self.lists = lists if lists is not None else ReputationLists.load(cfg["lists_db"] or None)
+        if model == "default":
+            from skyshield.behaviour.model import FraudNumberModel
+
+            try:
+                model = FraudNumberModel.load(cfg["model_path"] or None)
+            except FileNotFoundError:
+                model = None
+        self.model = model
+        self.numbers_on_device: dict[str, set[str]] = defaultdict(set)
+        self.templates_of: dict[str, set[str]] = defaultdict(set)
+        self._scores: dict[str, tuple[float, float, list]] = {}  # number -> (at, probability, reasons)
+
+    # --- feeding ---------------------------------------------------------------------------------------
+
+    def observe_call(self, caller: str, callee: str, ts: float, duration: float = 0.0, answered: bool = False,
+                     cell: str | None = None, device: str | None = None) -> NumberState:
+        st = self.stream.add_call(caller, callee, ts, duration, answered, cell, device)
+        if device:
+            self.numbers_on_device[device].add(caller)
+        if self._young(caller, st, ts):
+            self.rotation.observe_callee(caller, callee)
+        return st
+
+    def observe_message(self, sender: str, recipient: str, ts: float, is_code: bool = False,
+                        template: str | None = None, code_used: bool | None = None) -> list[Signal]:
+        """Feed one message; returns the signals about its sender and recipient."""
+        st = self.stream.add_message(sender, recipient, ts)
+        if template:
+            self.templates_of[sender].add(template)
+        signals = self._common(sender, st, ts)
+        finding = self.bombing.observe(sender, recipient, ts, is_code, code_used)
+        if finding is not None:
+            signals.append(Signal("SMS_BOMBING", 1.0, finding.evidence()))
+        n = _recent(st.sent, ts - self.fan_out_window, self.fan_out_max)
+        if n >= self.fan_out_max:
+            signals.append(Signal("SENDER_FAN_OUT", 1.0, {
+                "why": f"{sender} sent {n}+ messages within {self.fan_out_window}s", "count": n,
+                "window_s": self.fan_out_window}))
+        return signals
+
+    def call_signals(self, caller: str, ts: float) -> tuple[list[Signal], float]:
+        """Signals about a caller after its latest call was observed, and its fraud probability."""
+        st = self.stream.numbers.get(caller)
+        if st is None:
+            return [], 0.0
+        signals = self._common(caller, st, ts)
+        recent = [e for e in st.out if e[0] > ts - self.fan_out_window]
+        distinct = len({e[1] for e in recent})
+        if distinct >= self.fan_out_max:
+            new = sum(1 for e in recent if e[5])
+            signals.append(Signal("SENDER_FAN_OUT", 1.0, {
+                "why": f"{caller} called {distinct} different numbers within {self.fan_out_window}s "
+                       f"({new} never called before)", "distinct_callees": distinct, "window_s": self.fan_out_window}))
+        simbox = self._simbox(caller, st, ts)
+        if simbox:
+            signals.append(simbox)
+        prob = next((s.score for s in signals if s.name == "SENDER_FRAUD_SCORE"), self._scores.get(caller, (0, 0.0))[1])
+        return signals, prob
+
+    # --- the checks ------------------------------------------------------------------------------------
+
+    def _young(self, number: str, st: NumberState, ts: float) -> bool:
+        first = self.stream.activation.get(number, st.first)
+        return ts - first <= self.rotation.cfg.watch_days * 86_400
+
+    def _common(self, number: str, st: NumberState, ts: float) -> list[Signal]:
+        signals: list[Signal] = []
+        listed = self.lists.lookup(number)
+        if listed:
+            signals.append(Signal("REPUTATION_LISTED", 1.0, {
+                "why": f"{number} is on list(s) {', '.join(sorted(listed))}", "sources": sorted(listed),
+                "reports": sum(listed.values())}))
+        if number in self.rotation.blocked:
+            info = self.rotation.blocked[number]
+            signals.append(Signal("BLOCKED_NUMBER", 1.0, {"why": f"{number} was blocked: {info['reason']}"}))
+        elif self._young(number, st, ts):
+            link = self.rotation.check(number, st.devices, self.templates_of.get(number, ()))
+            if link:
+                signals.append(Signal("ROTATED_NUMBER", 1.0, {"why": link.why(), "blocked": link.blocked,
+                                                              **{k: v for k, v in link.evidence.items()}}))
+        if self.model is not None:
+            prob, reasons = self._score(number, ts)
+            if prob >= self.score_min:
+                signals.append(Signal("SENDER_FRAUD_SCORE", round(prob, 4), {
+                    "why": f"behaviour model: P(fraud number)={prob:.2f}; " + ", ".join(str(r) for r in reasons[:3]),
+                    "probability": round(prob, 4), "top_features": [r.feature for r in reasons]}))
+            if prob >= self.auto_block and number not in self.rotation.blocked:
+                self.block(number, f"behaviour model P(fraud)={prob:.2f}", ts)
+        return signals
+
+    def _score(self, number: str, ts: float) -> tuple[float, list]:
+        cached = self._scores.get(number)
+        if cached and ts - cached[0] < self.rescore_every:
+            return cached[1], cached[2]
+        x = self.stream.vector(number, ts)
+        prob = float(self.model.predict(x)[0])
+        reasons = self.model.explain(x, top=5)[0] if prob >= self.score_min else []
+        self._scores[number] = (ts, prob, reasons)
+        return prob, reasons
+
+    def _simbox(self, number: str, st: NumberState, ts: float) -> Signal | None:
+        """One device, many SIMs, all calling out, none receiving, none moving."""
+        day = [e for e in st.out if e[0] > ts - 86_400]
+        if len(day) < self.simbox_min_calls:
+            return None
+        if any(t > ts - 86_400 for t in st.inc):
+            return None
+        cells = {e[6] for e in day if e[6] is not None}
+        if len(cells) > 1:
+            return None
+        sims = max((len(self.numbers_on_device[d]) for d in st.devices), default=0)
+        if st.devices and sims < self.simbox_min_numbers:
+            return None
+        return Signal("SIMBOX", 1.0, {
+            "why": f"{len(day)} outgoing calls in 24h, none incoming, one cell, device shared by {sims} numbers",
+            "calls_24h": len(day), "numbers_on_device": sims, "cell": next(iter(cells), None)})
+
+    def block(self, number: str, reason: str, ts: float) -> None:
+        """Mark a number blocked; later numbers that share its callees, device or templates inherit it."""
+        st = self.stream.numbers.get(number)
+        self.rotation.block(number, st.contacts if st else (), st.devices if st else (),
+                            self.templates_of.get(number, ()), reason, ts)
+
+    # --- read side -------------------------------------------------------------------------------------
+
+    def profile(self, number: str, ts: float | None = None) -> dict[str, Any]:
+        """What the engine knows about a number: features, fraud probability with reasons, lists, links."""
+        number = number.strip()
+        st = self.stream.numbers.get(number)
+        at = ts if ts is not None else self.stream.last_ts
+        feats = self.stream.features(number, at)
+        out: dict[str, Any] = {"number": number, "seen": st is not None, "features": feats,
+                               "lists": self.lists.lookup(number), "blocked": self.rotation.blocked.get(number)}
+        if self.model is not None and st is not None:
+            x = [feats[k] for k in FEATURE_NAMES]
+            prob = float(self.model.predict(x)[0])
+            out["fraud_probability"] = round(prob, 4)
+            out["reasons"] = [str(r) for r in self.model.explain(x, top=5)[0]]
+        if st is not None:
+            link = self.rotation.check(number, st.devices, self.templates_of.get(number, ()))
+            out["rotation_link"] = {"blocked": link.blocked, "why": link.why()} if link else None
+            simbox = self._simbox(number, st, at)
+            out["simbox"] = simbox.evidence if simbox else None
+        return out
+
+
+def _recent(times, lo: float, cap: int) -> int:
+    """How many of the (time-ordered) ``times`` are after ``lo``, counting at most ``cap`` from the end."""
+    n = 0
+    for t in reversed(times):
+        if t <= lo or n >= cap:
+            break
+        n += 1
+    return n
+
+
+_SHARED: dict[int, tuple[Policy, BehaviourService]] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_service(policy: Policy) -> BehaviourService:
+    """The process-wide service for ``policy`` (the message detector and the call screener share it)."""
+    with _SHARED_LOCK:
+        entry = _SHARED.get(id(policy))
+        if entry is None or entry[0] is not policy:
+            entry = _SHARED[id(policy)] = (policy, BehaviourService(policy))
+        return entry[1]

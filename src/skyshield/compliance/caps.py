@@ -1,0 +1,87 @@
+"""Frequency caps: at most N sends in a sliding window, per (signature, recipient) and per recipient.
+
+Counters live in memory (sorted send times per key) so a check costs no I/O; the detector
+persists delivered sends to the ledger and warms the counters from it on start. A window counts
+the sends in ``(t - window, t]``: with ``1 / 1m`` a send at 10:00:00 allows the next at 10:01:00.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+
+from skyshield.policy import parse_rate
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    limit: int
+    window_s: int
+    text: str  # as the policy wrote it, for evidence
+
+
+def parse_rates(texts: Sequence[str]) -> list[Rate]:
+    rates = []
+    for text in texts:
+        limit, window = parse_rate(text)
+        rates.append(Rate(limit, window, " ".join(text.split())))
+    return rates
+
+
+@dataclass(frozen=True, slots=True)
+class CapHit:
+    """A cap this send goes over: which one, the sends already in its window, and the limit."""
+
+    rule: str
+    rate: str
+    window_s: int
+    count: int
+    limit: int
+
+
+class SlidingCounter:
+    """Sorted event times per key; thread-safe. Times are unix seconds (the message's own time)."""
+
+    def __init__(self) -> None:
+        self._events: dict[Hashable, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def count(self, key: Hashable, t: float, window_s: int) -> int:
+        events = self._events.get(key)
+        if not events:
+            return 0
+        return bisect.bisect_right(events, t) - bisect.bisect_right(events, t - window_s)
+
+    def check_and_add(self, key: Hashable, t: float, rates: Sequence[Rate], rule: str) -> list[CapHit]:
+        """The caps ``t`` breaks given the sends so far; the send is then counted (reserve)."""
+        with self._lock:
+            hits = []
+            for rate in rates:
+                n = self.count(key, t, rate.window_s)
+                if n >= rate.limit:
+                    hits.append(CapHit(rule, rate.text, rate.window_s, n, rate.limit))
+            bisect.insort(self._events.setdefault(key, []), t)
+            return hits
+
+    def add(self, key: Hashable, t: float) -> None:
+        with self._lock:
+            bisect.insort(self._events.setdefault(key, []), t)
+
+    def remove(self, key: Hashable, t: float) -> None:
+        """Un-count one send (a reservation whose message was blocked)."""
+        with self._lock:
+            events = self._events.get(key)
+            if events:
+                i = bisect.bisect_left(events, t)
+                if i < len(events) and events[i] == t:
+                    del events[i]
+
+    def prune(self, before: float) -> None:
+        with self._lock:
+            for key in list(self._events):
+                events = self._events[key]
+                del events[: bisect.bisect_left(events, before)]
+                if not events:
+                    del self._events[key]

@@ -1,0 +1,245 @@
+"""The compliance detector: consent, opt-outs, do-not-disturb, quiet hours, frequency caps, templates.
+
+Signals (weights in ``[signals]``): NO_CONSENT, OPTED_OUT, DND_LISTED, CONSENT_ON_RECORD (marketing
+only), QUIET_HOURS, FREQUENCY_CAP, TEMPLATE_UNMATCHED / TEMPLATE_MATCHED. Each names its rule and
+evidence: the consent record id, the local time and zone, the window, the count and the limit.
+
+How caps count real sends: ``detect`` counts each message as a send in its windows at once (so two
+messages of one batch see each other) and writes it to the ledger's send log; ``settle(ctx,
+verdicts)`` then un-counts the messages whose verdict is ``block``. An ingress (or the engine) calls
+``settle`` after deciding; where nobody does, blocked messages stay counted, which errs on the side
+of fewer sends. ``dry_run`` (used by the pre-audit) counts in memory only and writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from skyshield.compliance.caps import CapHit, SlidingCounter, parse_rates
+from skyshield.compliance.ledger import OPT_IN, OPT_OUT, SENDER_SCOPE, ConsentLedger, ConsentRecord, clean_signature
+from skyshield.compliance.quiet_hours import QuietHours
+from skyshield.engine import BatchContext
+from skyshield.events import Action, Signal, Verdict
+from skyshield.policy import Policy, PolicyError, parse_duration
+
+RESERVATIONS = "compliance.reservations"
+#: ``ctx.extra`` key: a list (one per message) of IANA zones given by the sender, or None.
+RECIPIENT_ZONES = "compliance.recipient_zones"
+
+_RULE_NAMES = {"sig": "per signature and recipient", "platform": "per recipient, platform-wide"}
+
+
+def _window_text(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+class ComplianceDetector:
+    name = "compliance"
+
+    def __init__(self, policy: Policy, ledger: ConsentLedger | None = None, *, dry_run: bool = False,
+                 templates: Any = None):
+        conf = policy.section("detectors.compliance")
+        self.policy = policy
+        self.marketing = set(conf["marketing_categories"])
+        self.promotion_probability = float(conf["promotion_probability"])
+        consent = conf["consent"]
+        if consent["missing"] not in {"refuse", "allow"}:
+            raise PolicyError(f"detectors.compliance.consent.missing must be \"refuse\" or \"allow\", "
+                              f"not {consent['missing']!r}")
+        self.refuse_missing = consent["missing"] == "refuse"
+        self.max_age = timedelta(seconds=parse_duration(consent["max_age"])) if consent["max_age"] else None
+        quiet = conf["quiet_hours"]
+        self.quiet = (QuietHours(quiet["allowed"], quiet["default_timezone"], conf["default_region"])
+                      if quiet["enabled"] else None)
+        self.quiet_categories = set(quiet["categories"])
+        caps = conf["caps"]
+        self.caps_enabled = bool(caps["enabled"])
+        self.rates = {k: parse_rates(v) for k, v in caps.items() if k != "enabled"}
+        self.platform_rates = {k: parse_rates(v) for k, v in conf["platform_caps"].items()}
+        longest = [r.window_s for rates in (*self.rates.values(), *self.platform_rates.values()) for r in rates]
+        self.longest_window = max(longest, default=0)
+        self.template_categories = set(conf["templates"]["require_match_for"])
+        self.dry_run = dry_run
+        self.counter = SlidingCounter()
+        self._ledger = ledger
+        self._templates = templates
+        self._warm = dry_run  # a dry run starts from empty counters
+
+    @property
+    def ledger(self) -> ConsentLedger:
+        if self._ledger is None:
+            self._ledger = ConsentLedger.from_settings()
+        return self._ledger
+
+    @property
+    def templates(self) -> Any:
+        if self._templates is None:
+            from skyshield.compliance.templates import TemplateRegistry
+
+            self._templates = TemplateRegistry(self.ledger, self.policy)
+        return self._templates
+
+    def _warm_up(self) -> None:
+        """Load the sends of the longest window from the ledger, so caps survive a restart."""
+        if self._warm:
+            return
+        self._warm = True
+        if not self.longest_window:
+            return
+        since = datetime.now(UTC).timestamp() - self.longest_window
+        for tenant, scope, _sender, pseudo, category, ts in self.ledger.recent_sends(since):
+            for key in self._keys(tenant, scope, pseudo, category):
+                self.counter.add(key, ts)
+
+    def _keys(self, tenant: str, scope: str, pseudo: str, category: str) -> list[tuple]:
+        keys: list[tuple] = []
+        if self.rates.get(category):
+            keys.append(("sig", tenant, scope, pseudo, category))
+        if self.platform_rates.get(category):
+            keys.append(("platform", pseudo, category))
+        return keys
+
+    def is_marketing(self, category: str, probabilities: dict[str, float]) -> bool:
+        return category in self.marketing or probabilities.get("promotion", 0.0) >= self.promotion_probability
+
+    def detect(self, ctx: BatchContext) -> list[list[Signal]]:
+        out: list[list[Signal]] = [[] for _ in ctx.messages]
+        self._warm_up()
+        zones = ctx.extra.get(RECIPIENT_ZONES) or [None] * len(ctx.messages)
+        signatures = [clean_signature(a.entities.signature.text if a.entities.signature else "") for a in ctx.analyses]
+        pseudos = [self.ledger.pseudonym(m.recipient) if m.recipient else "" for m in ctx.messages]
+        marketing = [bool(m.recipient) and self.is_marketing(p.category, p.probabilities)
+                     for m, p in zip(ctx.messages, ctx.predictions, strict=False)]
+        self._consent(ctx, signatures, pseudos, marketing, out)
+        for i, (msg, pred) in enumerate(zip(ctx.messages, ctx.predictions, strict=False)):
+            category = "promotion" if marketing[i] else pred.category
+            if self.quiet and msg.recipient and category in self.quiet_categories:
+                found = self.quiet.check(msg.time, msg.recipient, zones[i])
+                if not found.allowed:
+                    out[i].append(Signal("QUIET_HOURS", 1.0, {
+                        "rule": "quiet_hours", "allowed": self.quiet.window, "local_time": found.local_time,
+                        "zone": found.zone,
+                        "why": f"{category} at {found.local_time} {found.zone}, outside {self.quiet.window} local",
+                    }))
+        if self.caps_enabled:
+            self._caps(ctx, signatures, pseudos, marketing, out)
+        self._match_templates(ctx, signatures, marketing, out)
+        return out
+
+    def _consent(self, ctx: BatchContext, signatures: list[str], pseudos: list[str], marketing: list[bool],
+                 out: list[list[Signal]]) -> None:
+        wanted = [i for i, m in enumerate(marketing) if m]
+        if not wanted:
+            return
+        dnd = self.ledger.dnd_listed([pseudos[i] for i in wanted])
+        by_tenant: dict[str, list[int]] = {}
+        for i in wanted:
+            by_tenant.setdefault(ctx.messages[i].tenant, []).append(i)
+        for tenant, indices in by_tenant.items():
+            current = self.ledger.current(tenant, [pseudos[i] for i in indices])
+            for i in indices:
+                msg, sig, pseudo = ctx.messages[i], signatures[i], pseudos[i]
+                if pseudo in dnd:
+                    out[i].append(Signal("DND_LISTED", 1.0, {
+                        "rule": "dnd", "why": "recipient is on the do-not-disturb list"}))
+                scopes = ([sig] if sig else []) + ([SENDER_SCOPE + msg.sender] if msg.sender else [])
+                found = [current[(pseudo, s)] for s in scopes if (pseudo, s) in current]
+                latest = max(found, key=lambda r: (r.time, r.id), default=None)
+                out[i].extend(self._consent_signals(latest, sig or msg.sender, msg.time))
+
+    def _consent_signals(self, latest: ConsentRecord | None, who: str, when: datetime) -> list[Signal]:
+        if latest is not None and latest.status == OPT_OUT:
+            return [Signal("OPTED_OUT", 1.0, {
+                "rule": "opt_out", "record": latest.id, "scope": latest.scope, "opted_out_at": latest.time.isoformat(),
+                "keyword": latest.evidence.get("keyword", ""),
+                "why": f"recipient opted out of {latest.scope} on {latest.time:%Y-%m-%d %H:%M} UTC "
+                       f"(record {latest.id})",
+            })]
+        if latest is not None and latest.status == OPT_IN:
+            if self.max_age is None or when - latest.time <= self.max_age:
+                return [Signal("CONSENT_ON_RECORD", 1.0, {
+                    "rule": "consent", "record": latest.id, "source": latest.source, "campaign": latest.campaign,
+                    "given_at": latest.time.isoformat(),
+                    "why": f"consent record {latest.id} ({latest.source}, {latest.time:%Y-%m-%d})"})]
+            if self.refuse_missing:
+                return [Signal("NO_CONSENT", 1.0, {
+                    "rule": "consent", "record": latest.id, "given_at": latest.time.isoformat(),
+                    "why": f"consent record {latest.id} for {who} is older than "
+                           f"{_window_text(int(self.max_age.total_seconds()))}",
+                })]
+            return []
+        if self.refuse_missing:
+            return [Signal("NO_CONSENT", 1.0, {
+                "rule": "consent",
+                "why": f"no consent on record for {who or 'an unsigned sender'}: no clear consent counts as refusal",
+            })]
+        return []
+
+    def _caps(self, ctx: BatchContext, signatures: list[str], pseudos: list[str], marketing: list[bool],
+              out: list[list[Signal]]) -> None:
+        reservations: dict[int, list[tuple]] = ctx.extra.setdefault(RESERVATIONS, {})
+        rows = []
+        for i, (msg, pred) in enumerate(zip(ctx.messages, ctx.predictions, strict=False)):
+            if not msg.recipient:
+                continue
+            category = "promotion" if marketing[i] else pred.category
+            scope = signatures[i] or (SENDER_SCOPE + msg.sender if msg.sender else "")
+            keys = self._keys(msg.tenant, scope, pseudos[i], category)
+            if not keys:
+                continue
+            t = msg.time.timestamp()
+            hits: list[CapHit] = []
+            for key in keys:
+                rates = self.rates[category] if key[0] == "sig" else self.platform_rates[category]
+                hits.extend(self.counter.check_and_add(key, t, rates, f"{category} {_RULE_NAMES[key[0]]}"))
+            row = (msg.tenant, scope, msg.sender, pseudos[i], category, t)
+            reservations[i] = [keys, t, row]
+            rows.append(row)
+            if hits:
+                first = hits[0]
+                out[i].append(Signal("FREQUENCY_CAP", 1.0, {
+                    "rule": first.rule, "rate": first.rate, "window": _window_text(first.window_s),
+                    "count": first.count, "limit": first.limit,
+                    "why": f"{first.count} {category} sends already in the last {_window_text(first.window_s)} "
+                           f"({first.rule}; limit {first.rate})",
+                    "hits": [{"rule": h.rule, "rate": h.rate, "count": h.count} for h in hits],
+                }))
+        if rows and not self.dry_run:
+            self.ledger.record_sends(rows)
+        if self.longest_window and rows:
+            newest = max(r[5] for r in rows)
+            self.counter.prune(newest - self.longest_window - 86400)
+
+    def _match_templates(self, ctx: BatchContext, signatures: list[str], marketing: list[bool],
+                         out: list[list[Signal]]) -> None:
+        if not self.template_categories:
+            return
+        for i, (msg, pred) in enumerate(zip(ctx.messages, ctx.predictions, strict=False)):
+            category = "promotion" if marketing[i] else pred.category
+            if category not in self.template_categories or not self.templates.has_templates(msg.tenant):
+                continue
+            match = self.templates.match(msg.tenant, ctx.analyses[i].original, signatures[i])
+            if match is not None:
+                out[i].append(Signal("TEMPLATE_MATCHED", 1.0, {"rule": "template", "template": match.id}))
+            else:
+                out[i].append(Signal("TEMPLATE_UNMATCHED", 1.0, {
+                    "rule": "template", "checked": self.templates.count(msg.tenant),
+                    "why": f"matches none of the tenant's {self.templates.count(msg.tenant)} approved templates",
+                }))
+
+    def settle(self, ctx: BatchContext, verdicts: Sequence[Verdict]) -> None:
+        """Un-count the sends of blocked messages; everything else stays counted as sent."""
+        reservations = ctx.extra.pop(RESERVATIONS, {})
+        forget = []
+        for i, (keys, t, row) in reservations.items():
+            if verdicts[i].action == Action.BLOCK:
+                for key in keys:
+                    self.counter.remove(key, t)
+                forget.append(row)
+        if forget and not self.dry_run:
+            self.ledger.forget_sends(forget)

@@ -1,0 +1,116 @@
+"""``skyshield smpp``, ``skyshield sip`` and ``skyshield smsc-sim``: the gateways in the traffic path."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("smpp", help="SMPP firewall: judge every submit_sm between senders and the SMS centre")
+    p.add_argument("--listen", default="127.0.0.1:2775", help="where senders bind (default %(default)s)")
+    p.add_argument("--upstream", required=True, help="HOST:PORT of the SMS centre")
+    p.add_argument("--no-scoring", action="store_true", help="relay without judging (a pass-through baseline)")
+    p.add_argument("--no-record", action="store_true", help="do not write verdicts to the store")
+    p.add_argument("--log-level", default="INFO")
+    p.set_defaults(handler=run_smpp)
+
+    p = subparsers.add_parser("sip", help="SIP call screening: a UDP proxy that refuses unwanted calls with 607")
+    p.add_argument("--listen", default="127.0.0.1:5060", help="where callers send INVITEs (default %(default)s)")
+    p.add_argument("--next-hop", required=True, help="HOST:PORT that screened calls go on to")
+    p.add_argument("--log-level", default="INFO")
+    p.set_defaults(handler=run_sip)
+
+    p = subparsers.add_parser("smsc-sim", help="a small SMS centre simulator (SMPP 3.4) for trying the firewall")
+    p.add_argument("--listen", default="127.0.0.1:2776")
+    p.set_defaults(handler=run_smsc_sim)
+
+
+def _serve_until_stopped(start: Any, stop: Any) -> None:
+    """Run ``start()`` then wait for Ctrl-C / SIGTERM, then ``stop()``."""
+
+    async def main() -> None:
+        done = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, done.set)
+        await start()
+        await done.wait()
+        await stop()
+
+    asyncio.run(main())
+
+
+def run_smpp(args: argparse.Namespace) -> int:
+    from skyshield.gateway.recording import open_recorder
+    from skyshield.gateway.replies import open_reply_handler
+    from skyshield.gateway.smpp import Firewall, parse_hostport
+    from skyshield.policy import Policy
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log = logging.getLogger("skyshield.gateway.smpp")
+    policy = Policy.load(args.policy)
+    listen, upstream = parse_hostport(args.listen), parse_hostport(args.upstream)
+    engine = None
+    if not args.no_scoring:
+        try:
+            from skyshield.assembly import build_engine
+
+            engine = build_engine(policy)
+        except Exception as exc:  # noqa: BLE001 - run in the policy's fail mode and say so
+            mode = "forwarding unjudged" if policy.section("gateway.smpp")["fail_open"] else "refusing"
+            log.error("the engine could not be built (%s): %s every message per gateway.smpp.fail_open", exc, mode)
+    recorder = None if args.no_record or args.no_scoring else open_recorder(policy)
+    replies = open_reply_handler(policy)
+    firewall = Firewall(policy, engine, upstream, scoring=not args.no_scoring, recorder=recorder, on_reply=replies)
+
+    async def start() -> None:
+        await firewall.start(*listen)
+        print(f"SMPP firewall on {listen[0]}:{listen[1]} -> SMS centre {upstream[0]}:{upstream[1]}"
+              f"{' (pass-through, no scoring)' if args.no_scoring else ''}", flush=True)
+
+    async def stop() -> None:
+        await firewall.close()
+
+    _serve_until_stopped(start, stop)
+    if recorder is not None:
+        recorder.close()
+    if replies is not None:
+        replies.close()
+    print("decisions: " + ", ".join(f"{k}={v}" for k, v in firewall.counts.items()))
+    return 0
+
+
+def run_sip(args: argparse.Namespace) -> int:
+    from skyshield.gateway.sip import build_screener, start_proxy
+    from skyshield.gateway.smpp import parse_hostport
+    from skyshield.policy import Policy
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    policy = Policy.load(args.policy)
+    listen, next_hop = parse_hostport(args.listen), parse_hostport(args.next_hop)
+    screener = build_screener(policy)
+    proxies = []
+
+    async def start() -> None:
+        proxies.append(await start_proxy(policy, screener, listen, next_hop))
+        print(f"SIP screening proxy on {listen[0]}:{listen[1]} (UDP) -> next hop {next_hop[0]}:{next_hop[1]}",
+              flush=True)
+
+    async def stop() -> None:
+        for proxy in proxies:
+            proxy.close()
+
+    _serve_until_stopped(start, stop)
+    if proxies:
+        print("decisions: " + ", ".join(f"{k}={v}" for k, v in proxies[0].counts.items()))
+    return 0
+
+
+def run_smsc_sim(args: argparse.Namespace) -> int:
+    from skyshield.gateway.smsc_sim import main
+
+    return main(["--listen", args.listen])

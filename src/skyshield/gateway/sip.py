@@ -1,0 +1,284 @@
+"""The SIP call-screening proxy: a stateless UDP proxy (RFC 3261 16.11) that screens each new INVITE.
+
+allow → the INVITE goes on to the next hop (our Via on top, Max-Forwards one less); responses come
+back along the Via headers. block → the proxy answers ``607 Unwanted`` (RFC 8197) or ``603 Decline``
+itself. suspected (tag / fold / hold-less-than-block) → forwarded with a label header the handset
+can show (by default ``Warning: 399 skyshield "suspected spam"``; see docs/gateway.md).
+
+Requests from the next hop (the callee side) are routed by their Request-URI; everything else goes
+to the next hop. Retransmitted INVITEs get the same decision without being screened again, and the
+ACK / CANCEL for a call the proxy refused itself stop at the proxy. Every decision is logged, and
+written to a JSON-lines decision log when the policy names one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from skyshield.events import Action, Call, Verdict
+from skyshield.gateway import sip_message as S
+from skyshield.policy import Policy, PolicyError, parse_duration
+
+log = logging.getLogger("skyshield.gateway.sip")
+
+REASONS = {603: "Decline", 607: "Unwanted"}
+
+
+class CallScreener(Protocol):
+    def screen(self, call: Call) -> Verdict: ...
+
+
+@dataclass(slots=True)
+class SipSettings:
+    block_code: int = 607
+    suspect_headers: tuple[str, ...] = ('Warning: 399 skyshield "suspected spam"',)
+    suspect_actions: frozenset[Action] = frozenset({Action.TAG, Action.FOLD})
+    fail_open: bool = True
+    decision_memory: float = 32.0
+    decision_log: str = ""
+    tenant: str = "default"
+
+    @classmethod
+    def from_policy(cls, policy: Policy) -> SipSettings:
+        s = policy.section("gateway.sip")
+        if s["block_code"] not in REASONS:
+            raise PolicyError(f"{policy.source}: gateway.sip.block_code must be 607 (Unwanted) or 603 (Decline)")
+        if s["hold"] not in ("block", "label"):
+            raise PolicyError(f"{policy.source}: gateway.sip.hold must be \"block\" or \"label\", got {s['hold']!r}")
+        headers = tuple(s["suspect_headers"])
+        for h in headers:
+            if ":" not in h or "\n" in h or "\r" in h:
+                raise PolicyError(f"{policy.source}: gateway.sip.suspect_headers: {h!r} is not one 'Name: value' line")
+        return cls(
+            block_code=int(s["block_code"]),
+            suspect_headers=headers,
+            suspect_actions=frozenset({Action.TAG, Action.FOLD} | ({Action.HOLD} if s["hold"] == "label" else set())),
+            fail_open=bool(s["fail_open"]),
+            decision_memory=float(parse_duration(s["decision_memory"])),
+            decision_log=s["decision_log"],
+            tenant=s["tenant"],
+        )
+
+
+@dataclass(slots=True)
+class Decision:
+    action: str  # "forward", "label", "refuse"
+    verdict: Verdict | None
+    at: float
+
+
+class SipProxy(asyncio.DatagramProtocol):
+    """The proxy on one UDP socket; ``screener`` has ``screen(Call) -> Verdict`` (or is ``None``: fail mode)."""
+
+    def __init__(self, policy: Policy, screener: CallScreener | None, next_hop: tuple[str, int],
+                 settings: SipSettings | None = None):
+        self.settings = settings or SipSettings.from_policy(policy)
+        self.screener = screener
+        self.next_hop = next_hop
+        self.transport: asyncio.DatagramTransport | None = None
+        self.host, self.port = "127.0.0.1", 5060
+        self.decisions: OrderedDict[str, Decision] = OrderedDict()
+        self._log_file = None
+        if self.settings.decision_log:
+            path = Path(self.settings.decision_log)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._log_file = path.open("a", encoding="utf-8", buffering=1)
+        self.counts = {"screened": 0, "forward": 0, "label": 0, "refuse": 0, "bad": 0, "screen_failed": 0}
+        self._secret = os.urandom(8).hex()
+
+    # -- socket -------------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.host, self.port = transport.get_extra_info("sockname")[:2]
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    def send(self, msg: S.SipMessage, addr: tuple[str, int]) -> None:
+        if self.transport is not None:
+            self.transport.sendto(msg.encode(), addr)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if not data.strip():
+            return  # CRLF keep-alive
+        try:
+            msg = S.parse(data)
+            if msg.is_request:
+                self.on_request(msg, addr)
+            else:
+                self.on_response(msg, addr)
+        except S.SipError as exc:
+            self.counts["bad"] += 1
+            partial = exc.message
+            if partial is not None and partial.is_request and partial.method != "ACK" and partial.get("via"):
+                log.info("400 to %s:%d: %s", addr[0], addr[1], exc)
+                self.send_response(partial, 400, f"Bad Request ({str(exc)[:60]})", addr)
+            else:
+                log.info("dropped an unreadable datagram from %s:%d: %s", addr[0], addr[1], exc)
+        except Exception:  # noqa: BLE001 - one datagram must never stop the proxy
+            self.counts["bad"] += 1
+            log.exception("error handling a datagram from %s:%d", *addr)
+
+    # -- requests -----------------------------------------------------------------------------------
+
+    def reply_address(self, via_value: str, addr: tuple[str, int] | None = None) -> tuple[str, int]:
+        """Where responses for this Via go (RFC 3261 18.2.2 with RFC 3581 rport)."""
+        via = S.parse_via(via_value)
+        host = via.params.get("received") or via.host
+        rport = via.params.get("rport")
+        port = int(rport) if rport and rport.isdigit() else (via.port or 5060)
+        return host, port
+
+    def send_response(self, request: S.SipMessage, status: int, reason: str, addr: tuple[str, int],
+                      extra: list[tuple[str, str]] | None = None) -> None:
+        tag = hashlib.sha1(f"{self._secret}{request.call_id}".encode()).hexdigest()[:12]
+        response = S.response_to(request, status, reason, tag if status > 100 else None, extra)
+        top = request.get("via")
+        self.send(response, self.reply_address(top) if top else addr)
+
+    def on_request(self, msg: S.SipMessage, addr: tuple[str, int]) -> None:
+        top = S.parse_via(msg.get("via") or "")
+        # Remember where it really came from, so responses find their way back (RFC 3261 18.2.1, RFC 3581).
+        if top.host != addr[0]:
+            top.params["received"] = addr[0]
+        if "rport" in top.params:
+            top.params["rport"] = str(addr[1])
+        msg.headers[[S.canonical(n) for n, _ in msg.headers].index("via")] = ("Via", S.format_via(top))
+        key = f"{msg.call_id}|{top.branch}"
+        known = self.decisions.get(key)
+        if msg.method in ("ACK", "CANCEL") and known is not None and known.action == "refuse":
+            if msg.method == "CANCEL":
+                self.send_response(msg, 200, "OK", addr)
+            return  # the ACK for our own 607/603 ends here
+        max_forwards = msg.get("max-forwards")
+        if max_forwards is not None:
+            if not max_forwards.isdigit():
+                raise S.SipError(f"bad Max-Forwards {max_forwards!r}", msg)
+            if int(max_forwards) <= 0:
+                if msg.method != "ACK":
+                    self.send_response(msg, 483, "Too Many Hops", addr)
+                return
+            msg.set("Max-Forwards", str(int(max_forwards) - 1))
+        else:
+            msg.set("Max-Forwards", "69")
+        if msg.method == "INVITE" and S.tag_of(msg.get("to") or "") is None:
+            decision = known or self.decide(msg, key)
+            if decision.action == "refuse":
+                code = self.settings.block_code
+                self.send_response(msg, code, REASONS[code], addr)
+                return
+            if decision.action == "label":
+                for line in self.settings.suspect_headers:
+                    name, _, value = line.partition(":")
+                    msg.headers.append((name.strip(), value.strip()))
+        self.forward(msg, addr, top)
+
+    def forward(self, msg: S.SipMessage, addr: tuple[str, int], top: S.Via) -> None:
+        if addr == self.next_hop:
+            target = S.host_port_of(msg.uri or "")
+            if target is None:
+                self.send_response(msg, 416, "Unsupported URI Scheme", addr)
+                return
+        else:
+            target = self.next_hop
+        cseq_number, _ = msg.cseq
+        # Stateless branch (RFC 3261 16.11): the same for a retransmission, and for the CANCEL / non-2xx ACK
+        # of an INVITE, because it depends only on what those share with it.
+        digest = hashlib.md5(f"{top.branch}|{msg.call_id}|{cseq_number}|{self._secret}".encode()).hexdigest()
+        msg.prepend("Via", f"SIP/2.0/UDP {self.host}:{self.port};branch=z9hG4bK{digest[:20]}")
+        self.send(msg, target)
+
+    def decide(self, msg: S.SipMessage, key: str) -> Decision:
+        identity = msg.get("p-asserted-identity") or msg.get("from") or ""
+        call = Call(caller=S.user_of(S.uri_of(identity)), callee=S.user_of(msg.uri or "")
+                    or S.user_of(S.uri_of(msg.get("to") or "")), tenant=self.settings.tenant)
+        verdict: Verdict | None = None
+        self.counts["screened"] += 1
+        if self.screener is not None:
+            try:
+                verdict = self.screener.screen(call)
+            except Exception:  # noqa: BLE001 - fail open or closed per policy
+                self.counts["screen_failed"] += 1
+                log.exception("call screening failed for %s -> %s", call.caller, call.callee)
+        else:
+            self.counts["screen_failed"] += 1
+        if verdict is None:
+            action = "forward" if self.settings.fail_open else "refuse"
+        elif verdict.action is Action.BLOCK or (verdict.action is Action.HOLD
+                                                and Action.HOLD not in self.settings.suspect_actions):
+            action = "refuse"
+        elif verdict.action in self.settings.suspect_actions:
+            action = "label"
+        else:
+            action = "forward"
+        decision = Decision(action, verdict, time.monotonic())
+        self.remember(key, decision)
+        self.counts[action] += 1
+        self.record(msg, call, decision)
+        return decision
+
+    def remember(self, key: str, decision: Decision) -> None:
+        self.decisions[key] = decision
+        horizon = decision.at - self.settings.decision_memory
+        while self.decisions:
+            oldest = next(iter(self.decisions.values()))
+            if oldest.at >= horizon and len(self.decisions) <= 100_000:
+                break
+            self.decisions.popitem(last=False)
+
+    def record(self, msg: S.SipMessage, call: Call, decision: Decision) -> None:
+        v = decision.verdict
+        reasons = v.reasons()[:3] if v else ["no verdict (screening unavailable)"]
+        level = logging.INFO if decision.action != "forward" else logging.DEBUG
+        log.log(level, "call %s -> %s: %s (%s)", call.caller, call.callee, decision.action, "; ".join(reasons))
+        if self._log_file is not None:
+            entry: dict[str, Any] = {"time": call.start.isoformat(), "call_id": msg.call_id, "caller": call.caller,
+                                     "callee": call.callee, "tenant": call.tenant, "decision": decision.action,
+                                     "verdict": v.to_dict(top_signals=5) if v else None}
+            self._log_file.write(json.dumps(entry, ensure_ascii=False) + "\n")
+
+    # -- responses ----------------------------------------------------------------------------------
+
+    def on_response(self, msg: S.SipMessage, addr: tuple[str, int]) -> None:
+        vias = msg.get_all("via")
+        top = S.parse_via(vias[0])
+        if (top.host, top.port or 5060) != (self.host, self.port) or not top.branch.startswith("z9hG4bK"):
+            log.info("dropped a response whose top Via is not this proxy: %s", vias[0][:80])
+            return
+        msg.remove_first("via")
+        if len(vias) < 2:
+            return  # a response to a request the proxy itself sent: none are sent, so nothing to do
+        self.send(msg, self.reply_address(vias[1]))
+
+
+async def start_proxy(policy: Policy, screener: CallScreener | None, listen: tuple[str, int],
+                      next_hop: tuple[str, int], settings: SipSettings | None = None) -> SipProxy:
+    loop = asyncio.get_running_loop()
+    _, proxy = await loop.create_datagram_endpoint(lambda: SipProxy(policy, screener, next_hop, settings),
+                                                   local_addr=listen)
+    log.info("SIP proxy on %s:%d, next hop %s:%d", proxy.host, proxy.port, *next_hop)
+    return proxy
+
+
+def build_screener(policy: Policy) -> CallScreener | None:
+    """The behaviour engine's call screener, or ``None`` (fail mode, with a log line) when it is not there."""
+    try:
+        from skyshield.behaviour.calls import CallScreener as Screener
+    except ImportError as exc:
+        log.error("call screening unavailable (%s): calls pass per gateway.sip.fail_open", exc)
+        return None
+    return Screener(policy)

@@ -1,0 +1,264 @@
+"""The SIP call-screening proxy: parser, raw UDP peers, and sipp as caller and callee."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+
+import pytest
+
+from gateway_helpers import LoopThread, make_verdict, wait_for
+from skyshield.events import Action, Call
+from skyshield.gateway import sip_message as S
+from skyshield.gateway.sip import start_proxy
+from skyshield.policy import Policy
+
+BLOCKED = "+8617000000000"
+SUSPECT = "+8617100000000"
+
+
+class ListScreener:
+    def __init__(self, fail: bool = False):
+        self.calls: list[Call] = []
+        self.fail = fail
+
+    def screen(self, call: Call):
+        self.calls.append(call)
+        if self.fail:
+            raise RuntimeError("behaviour engine down")
+        action = {BLOCKED: Action.BLOCK, SUSPECT: Action.FOLD}.get(call.caller, Action.DELIVER)
+        return make_verdict(action, matched="listed" if action is not Action.DELIVER else "")
+
+
+def udp_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(3)
+    return sock
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def invite(caller: str, port: int, branch: str = "z9hG4bK-test-1", call_id: str = "call-1@test",
+           max_forwards: int = 70, to_tag: str = "") -> bytes:
+    return (f"INVITE sip:10086@127.0.0.1 SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch={branch};rport\r\n"
+            f"From: \"Caller\" <sip:{caller}@127.0.0.1:{port}>;tag=abc\r\n"
+            f"To: <sip:10086@127.0.0.1>{';tag=' + to_tag if to_tag else ''}\r\n"
+            f"Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:{caller}@127.0.0.1:{port}>\r\n"
+            f"Max-Forwards: {max_forwards}\r\nContent-Length: 0\r\n\r\n").encode()
+
+
+@pytest.fixture
+def proxy():
+    loop = LoopThread()
+    made = []
+
+    def make(screener=None, policy_text: str = "", next_hop: tuple[str, int] | None = None):
+        screener = screener if screener is not None else ListScreener()
+        hop = next_hop or ("127.0.0.1", free_udp_port())
+        p = loop.run(start_proxy(Policy.from_text(policy_text), screener, ("127.0.0.1", 0), hop))
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        loop.call(p.close)
+    loop.stop()
+
+
+def test_parser_reads_compact_headers_comma_vias_and_folding():
+    raw = (b"INVITE sip:+8613800138000@example.com;user=phone SIP/2.0\r\n"
+           b"v: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKa, SIP/2.0/UDP 10.0.0.2;branch=z9hG4bKb\r\n"
+           b"f: \"Doe, J\" <sip:+8613900000000@example.com>;tag=1\r\nt: <tel:+8613800138000>\r\n"
+           b"i: abc@host\r\nCSeq: 7 INVITE\r\nSubject: a long\r\n  folded subject\r\nl: 4\r\n\r\nbodyEXTRA")
+    msg = S.parse(raw)
+    assert [S.parse_via(v).host for v in msg.get_all("via")] == ["10.0.0.1", "10.0.0.2"]
+    assert S.user_of(S.uri_of(msg.get("from"))) == "+8613900000000"
+    assert S.user_of(S.uri_of(msg.get("to"))) == "+8613800138000"
+    assert msg.get("subject") == "a long folded subject"
+    assert msg.body == b"body" and msg.cseq == (7, "INVITE")
+    again = S.parse(msg.encode())
+    assert again.get_all("via") == msg.get_all("via") and again.body == b"body"
+
+
+@pytest.mark.parametrize("raw, why", [
+    (b"HELLO\r\n\r\n", "start line"),
+    (b"INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\n"
+     b"From: <sip:a@b>\r\nTo: <sip:c@d>\r\nContent-Length: 99\r\n\r\nshort", "Content-Length"),
+    (b"INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nCSeq: 1 INVITE\r\n\r\n", "call-id"),
+    (b"INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h\r\nCall-ID: x\r\nCSeq: one INVITE\r\n"
+     b"From: <sip:a@b>\r\nTo: <sip:c@d>\r\n\r\n", "CSeq"),
+    (b"\xff\xfe\x00garbage", "UTF-8"),
+])
+def test_parser_rejects_malformed_messages_with_a_reason(raw, why):
+    with pytest.raises(S.SipError, match=why):
+        S.parse(raw)
+
+
+def test_suspected_call_is_forwarded_labelled_and_the_answer_comes_back(proxy):
+    hop = udp_socket()
+    p = proxy(next_hop=hop.getsockname())
+    caller = udp_socket()
+    caller.sendto(invite(SUSPECT, caller.getsockname()[1]), (p.host, p.port))
+    data, proxy_addr = hop.recvfrom(65535)
+    forwarded = S.parse(data)
+    vias = forwarded.get_all("via")
+    assert S.parse_via(vias[0]).port == p.port and len(vias) == 2
+    assert forwarded.get("max-forwards") == "69"
+    assert forwarded.get("warning") == '399 skyshield "suspected spam"'
+    # The callee answers 180 and 200 to the proxy; both reach the caller with the proxy's Via removed.
+    for status, reason in ((180, "Ringing"), (200, "OK")):
+        answer = S.response_to(forwarded, status, reason, to_tag="callee")
+        hop.sendto(answer.encode(), proxy_addr)
+        back = S.parse(caller.recvfrom(65535)[0])
+        assert back.status == status and len(back.get_all("via")) == 1
+        assert S.parse_via(back.get("via")).branch == "z9hG4bK-test-1"
+
+
+def test_blocked_call_gets_607_once_screened_and_its_ack_stops_at_the_proxy(proxy):
+    hop = udp_socket()
+    screener = ListScreener()
+    p = proxy(screener, next_hop=hop.getsockname())
+    caller = udp_socket()
+    for _ in range(2):  # the second is a retransmission
+        caller.sendto(invite(BLOCKED, caller.getsockname()[1]), (p.host, p.port))
+        answer = S.parse(caller.recvfrom(65535)[0])
+        assert (answer.status, answer.reason) == (607, "Unwanted")
+        assert S.tag_of(answer.get("to")) is not None
+    assert [c.caller for c in screener.calls] == [BLOCKED]
+    ack = invite(BLOCKED, caller.getsockname()[1]).replace(b"INVITE sip", b"ACK sip").replace(b"1 INVITE", b"1 ACK")
+    caller.sendto(ack, (p.host, p.port))
+    hop.settimeout(0.3)
+    with pytest.raises(TimeoutError):
+        hop.recvfrom(65535)  # neither the INVITE nor its ACK went to the next hop
+    assert p.counts["refuse"] == 1
+
+
+def test_603_decline_when_the_policy_says_so(proxy):
+    p = proxy(policy_text="[gateway.sip]\nblock_code = 603\n")
+    caller = udp_socket()
+    caller.sendto(invite(BLOCKED, caller.getsockname()[1]), (p.host, p.port))
+    assert S.parse(caller.recvfrom(65535)[0]).status == 603
+
+
+def test_malformed_requests_get_400_or_are_dropped_and_the_proxy_goes_on(proxy):
+    hop = udp_socket()
+    p = proxy(next_hop=hop.getsockname())
+    caller = udp_socket()
+    port = caller.getsockname()[1]
+    bad_cseq = invite("+8613800000000", port).replace(b"CSeq: 1 INVITE", b"CSeq: x INVITE")
+    caller.sendto(bad_cseq, (p.host, p.port))
+    answer = caller.recvfrom(65535)[0]  # it echoes the bad CSeq, so it is read as text here
+    assert answer.startswith(b"SIP/2.0 400 Bad Request") and b"CSeq" in answer.split(b"\r\n")[0]
+    caller.sendto(b"\x00\x01 not sip at all", (p.host, p.port))  # nothing to answer: dropped with a log line
+    caller.sendto(invite("+8613800000000", port, max_forwards=0), (p.host, p.port))
+    assert S.parse(caller.recvfrom(65535)[0]).status == 483
+    caller.sendto(invite("+8613800000000", port, call_id="fine@test"), (p.host, p.port))
+    assert S.parse(hop.recvfrom(65535)[0]).call_id == "fine@test"
+    assert p.counts["bad"] == 2
+
+
+@pytest.mark.parametrize("fail_open, expected", [(True, "forwarded"), (False, 607)])
+def test_screening_failure_fails_open_or_closed(proxy, fail_open, expected, caplog):
+    caplog.set_level("CRITICAL", logger="skyshield.gateway.sip")
+    hop = udp_socket()
+    p = proxy(ListScreener(fail=True), f"[gateway.sip]\nfail_open = {str(fail_open).lower()}\n", hop.getsockname())
+    caller = udp_socket()
+    caller.sendto(invite("+8613800000000", caller.getsockname()[1]), (p.host, p.port))
+    if expected == "forwarded":
+        assert S.parse(hop.recvfrom(65535)[0]).method == "INVITE"
+    else:
+        assert S.parse(caller.recvfrom(65535)[0]).status == expected
+
+
+def test_every_decision_is_written_to_the_decision_log(proxy, tmp_path):
+    log_path = tmp_path / "calls.jsonl"
+    p = proxy(policy_text=f"[gateway.sip]\ndecision_log = '{log_path}'\n")
+    caller = udp_socket()
+    caller.sendto(invite(BLOCKED, caller.getsockname()[1]), (p.host, p.port))
+    caller.recvfrom(65535)
+    caller.sendto(invite("+8613800000000", caller.getsockname()[1], call_id="ok@test"), (p.host, p.port))
+    assert wait_for(lambda: p.counts["forward"] == 1)
+    entries = [json.loads(line) for line in log_path.read_text().splitlines()]
+    assert [(e["caller"], e["decision"]) for e in entries] == [(BLOCKED, "refuse"), ("+8613800000000", "forward")]
+    assert entries[0]["verdict"]["action"] == "block"
+
+
+# -- with sipp as caller and callee ---------------------------------------------------------------------
+
+SIPP = shutil.which("sipp")
+needs_sipp = pytest.mark.skipif(SIPP is None, reason="sipp not installed (Debian package sip-tester)")
+
+BLOCKED_SCENARIO = f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="a call from a blocked number is refused with 607">
+  <send retrans="500"><![CDATA[
+      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:{BLOCKED}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: [service] <sip:[service]@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: sip:{BLOCKED}@[local_ip]:[local_port]
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="607"/>
+  <send><![CDATA[
+      ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch-3]
+      From: <sip:{BLOCKED}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: [service] <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]></send>
+</scenario>
+"""
+
+
+def sipp(*args: str, cwd) -> subprocess.Popen:
+    return subprocess.Popen([SIPP, *args, "-i", "127.0.0.1", "-nostdin", "-timeout", "15", "-timeout_error"],
+                            cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+@needs_sipp
+def test_sipp_call_through_the_proxy_completes(proxy, tmp_path):
+    uas_port = free_udp_port()
+    screener = ListScreener()
+    p = proxy(screener, next_hop=("127.0.0.1", uas_port))
+    uas = sipp("-sn", "uas", "-p", str(uas_port), "-m", "1", cwd=tmp_path)
+    try:
+        uac = sipp("-sn", "uac", f"{p.host}:{p.port}", "-p", str(free_udp_port()), "-m", "1", "-s", "10086",
+                   cwd=tmp_path)
+        assert uac.wait(30) == 0, uac.stderr.read().decode()[-500:]
+        assert uas.wait(30) == 0, uas.stderr.read().decode()[-500:]
+    finally:
+        for proc in (uas,):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert [(c.caller, c.callee) for c in screener.calls] == [("sipp", "10086")]
+    assert p.counts["forward"] == 1
+
+
+@needs_sipp
+def test_sipp_call_from_a_blocked_number_gets_607(proxy, tmp_path):
+    hop = udp_socket()
+    p = proxy(next_hop=hop.getsockname())
+    (tmp_path / "blocked.xml").write_text(BLOCKED_SCENARIO)
+    uac = sipp("-sf", "blocked.xml", f"{p.host}:{p.port}", "-p", str(free_udp_port()), "-m", "1", "-s", "10086",
+               cwd=tmp_path)
+    assert uac.wait(30) == 0, uac.stderr.read().decode()[-500:]
+    assert p.counts["refuse"] == 1
+    hop.settimeout(0.3)
+    with pytest.raises(TimeoutError):
+        hop.recvfrom(65535)  # the callee never heard of it

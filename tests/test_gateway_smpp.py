@@ -1,0 +1,364 @@
+"""The SMPP firewall between a real SMPP client (smpplib, as the sender) and the SMSC simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+
+import pytest
+import smpplib.client
+import smpplib.consts
+import smpplib.gsm
+
+from gateway_helpers import KeywordEngine, LoopThread, RawSmpp, wait_for
+from skyshield.events import Action, Channel
+from skyshield.gateway import smpp_pdu as P
+from skyshield.gateway.smpp import Firewall
+from skyshield.gateway.smsc_sim import SmscSimulator
+from skyshield.policy import Policy
+
+TENANTS = """
+[tenants.acme]
+system_id = "acme"
+password = "secret"
+"""
+
+
+class Gateway:
+    def __init__(self, loop: LoopThread, policy_text: str = "", engine=None, scoring: bool = True):
+        self.loop = loop
+        self.engine = engine if engine is not None else KeywordEngine()
+        self.replies = []
+        self.smsc = SmscSimulator()
+        smsc_addr = loop.run(self.smsc.start())
+        self.firewall = Firewall(Policy.from_text(TENANTS + policy_text), self.engine, smsc_addr, scoring=scoring,
+                                 on_reply=self.replies.append)
+        self.port = loop.run(self.firewall.start("127.0.0.1", 0))[1]
+        self.clients: list[smpplib.client.Client] = []
+
+    def client(self, bind: str = "transceiver", system_id: str = "acme", password: str = "secret"):
+        client = smpplib.client.Client("127.0.0.1", self.port, timeout=5, allow_unknown_opt_params=True)
+        client.answers = []
+        client.delivered = []
+        client.set_message_sent_handler(lambda pdu: client.answers.append(pdu))
+        client.set_error_pdu_handler(lambda pdu: None)
+        client.set_message_received_handler(lambda pdu: client.delivered.append(pdu))
+        client.connect()
+        self.clients.append(client)
+        getattr(client, f"bind_{bind}")(system_id=system_id, password=password)
+        return client
+
+    def close(self) -> None:
+        for client in self.clients:
+            try:
+                client.disconnect()
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+        self.loop.run(self.firewall.close())
+        self.loop.run(self.smsc.close())
+
+
+@pytest.fixture
+def loop():
+    thread = LoopThread()
+    yield thread
+    thread.stop()
+
+
+@pytest.fixture
+def gateway(loop):
+    made = []
+
+    def make(policy_text: str = "", engine=None, scoring: bool = True) -> Gateway:
+        gw = Gateway(loop, policy_text, engine, scoring)
+        made.append(gw)
+        return gw
+
+    yield make
+    for gw in made:
+        gw.close()
+
+
+def send_text(client, text: str, source: str = "10690001", dest: str = "13800138000") -> int:
+    """Send ``text`` the way smpplib's users do (its own splitting and encoding); returns the number of parts."""
+    parts, coding, esm_class = smpplib.gsm.make_parts(text)
+    for part in parts:
+        client.send_message(source_addr=source, destination_addr=dest, short_message=part, data_coding=coding,
+                            esm_class=esm_class, registered_delivery=False)
+    return len(parts)
+
+
+def read_answers(client, count: int) -> list:
+    while len(client.answers) < count:
+        client.read_once()
+    return client.answers
+
+
+def test_message_through_the_firewall_arrives_at_the_smsc(gateway):
+    gw = gateway()
+    client = gw.client()
+    send_text(client, "Your parcel arrives today between 10 and 12.")
+    (answer,) = read_answers(client, 1)
+    assert answer.status == 0
+    assert wait_for(lambda: len(gw.smsc.received) == 1)
+    got = gw.smsc.received[0]
+    assert got.text == "Your parcel arrives today between 10 and 12."
+    assert answer.message_id.decode() == got.message_id  # the SMSC's id reaches the sender
+    judged = gw.engine.seen[0]
+    assert (judged.sender, judged.recipient, judged.channel, judged.tenant) == ("10690001", "13800138000",
+                                                                                 Channel.SMPP, "acme")
+
+
+def test_fraud_text_is_refused_with_the_policy_status(gateway):
+    gw = gateway("[gateway.smpp]\nblock_status = 0x0B\n")
+    client = gw.client()
+    send_text(client, "Your bank card is frozen, verify your account at http://1.2.3.4/")
+    send_text(client, "See you at 6")
+    answers = read_answers(client, 2)
+    assert sorted(a.status for a in answers) == [0, 0x0B]
+    assert wait_for(lambda: len(gw.smsc.received) == 1)
+    assert [r.text for r in gw.smsc.received] == ["See you at 6"]
+
+
+def test_blocked_message_can_be_answered_as_accepted_without_delivery(gateway):
+    gw = gateway('[gateway.smpp]\nblock_response = "fake_ok"\n')
+    client = gw.client()
+    send_text(client, "verify your account now")
+    (answer,) = read_answers(client, 1)
+    assert answer.status == 0 and answer.message_id
+    send_text(client, "hello")  # the bind goes on; only the good one reaches the SMSC
+    read_answers(client, 2)
+    assert wait_for(lambda: len(gw.smsc.received) == 1)
+    assert gw.smsc.received[0].text == "hello"
+
+
+LONG_CHINESE = ("【平安银行】尊敬的客户，您的账户存在异常交易风险，已被临时冻结。"
+                "为保障资金安全，请立即将余额转入安全账户，工作人员将在核实后为您解冻。"
+                "逾期未处理将影响您的征信记录，并可能承担法律责任。如有疑问请勿挂断来电，"
+                "按照客服指引操作即可完成验证。")
+
+
+def test_long_chinese_message_is_judged_whole_and_every_part_blocked(gateway):
+    gw = gateway()
+    client = gw.client()
+    parts = send_text(client, LONG_CHINESE)
+    assert parts >= 2  # smpplib split it into UCS-2 parts with an 8-bit UDH reference
+    answers = read_answers(client, parts)
+    assert [a.status for a in answers] == [smpplib.consts.SMPP_ESME_RSUBMITFAIL] * parts
+    assert [m.text for m in gw.engine.seen] == [LONG_CHINESE]  # judged once, whole
+    assert gw.smsc.received == []
+
+
+def test_long_chinese_message_delivered_keeps_its_parts(gateway):
+    gw = gateway()
+    client = gw.client()
+    text = LONG_CHINESE.replace("安全账户", "原账户")
+    parts = send_text(client, text)
+    answers = read_answers(client, parts)
+    assert all(a.status == 0 for a in answers)
+    assert wait_for(lambda: len(gw.smsc.received) == parts)
+    udh_parts = [r.sm.short_message for r in gw.smsc.received]
+    assert all(p[:3] == b"\x05\x00\x03" for p in udh_parts)  # forwarded as sent, UDH intact
+    joined = b"".join(sorted(udh_parts, key=lambda p: p[5]))
+    assert b"".join(p[6:] for p in sorted(udh_parts, key=lambda p: p[5])).decode("utf-16-be") == text
+    assert len(joined) > 0 and [m.text for m in gw.engine.seen] == [text]
+
+
+def test_16bit_udh_parts_with_a_split_surrogate_pair_and_sar_parts_are_joined(gateway):
+    gw = gateway()
+    client = gw.client()
+    data = "笑一个😀再见".encode("utf-16-be")  # the emoji is a surrogate pair: 4 octets
+    cut = 8  # 笑一个 is octets 0-5, the emoji 6-9: the cut falls between its two halves
+    first, second = data[:cut], data[cut:]
+    for number, chunk in ((2, second), (1, first)):  # out of order on purpose
+        udh = b"\x06\x08\x04" + struct.pack(">H", 0xBEEF) + bytes([2, number])
+        client.send_message(source_addr="1069", destination_addr="139", short_message=udh + chunk, data_coding=8,
+                            esm_class=0x40, registered_delivery=False)
+    sar_text = "Meet me at the station at nine"
+    for number, chunk in ((1, sar_text[:12]), (2, sar_text[12:])):
+        client.send_message(source_addr="1069", destination_addr="139", short_message=chunk.encode(), data_coding=3,
+                            sar_msg_ref_num=7, sar_total_segments=2, sar_segment_seqnum=number,
+                            registered_delivery=False)
+    answers = read_answers(client, 4)
+    assert all(a.status == 0 for a in answers)
+    assert sorted(m.text for m in gw.engine.seen) == sorted(["笑一个😀再见", sar_text])
+
+
+def test_gsm_7bit_default_and_extension_table_are_decoded(gateway):
+    gw = gateway()
+    client = gw.client()
+    text = "Pay 5€ now {ok} [x] ~y^ \\z| @£$¥ èéùì ΔΦΓ"
+    send_text(client, text)
+    read_answers(client, 1)
+    assert [m.text for m in gw.engine.seen] == [text]
+    assert gw.smsc.received[0].sm.data_coding == 0
+
+
+def test_malformed_pdus_get_generic_nack_and_no_bind_is_dropped(gateway):
+    gw = gateway()
+    good = gw.client()
+    raw = RawSmpp(gw.port)
+    raw.send(P.build(P.BIND_TRANSCEIVER, 0, 1, P.Bind("acme", "secret").encode()))
+    assert raw.read()[:2] == (P.BIND_TRANSCEIVER | P.RESPONSE_BIT, 0)
+    # A submit_sm whose body stops in the middle of its fields.
+    raw.send(P.build(P.SUBMIT_SM, 0, 2, b"\0\x01\x01123"))
+    assert raw.read()[:3] == (P.GENERIC_NACK, P.ESME_RINVCMDLEN, 2)
+    # sm_length announces more octets than there are.
+    body = P.ShortMessage(source_addr="1", destination_addr="2", short_message=b"hi").encode()
+    raw.send(P.build(P.SUBMIT_SM, 0, 3, body.replace(b"\x02hi", b"\x50hi")))
+    assert raw.read()[:3] == (P.GENERIC_NACK, P.ESME_RINVCMDLEN, 3)
+    # An unknown command id.
+    raw.send(P.build(0x00000777, 0, 4))
+    assert raw.read()[:3] == (P.GENERIC_NACK, P.ESME_RINVCMDID, 4)
+    # A UDH that claims more octets than the message has: refused by submit_sm_resp.
+    bad_udh = P.ShortMessage(source_addr="1", destination_addr="2", esm_class=0x40, short_message=b"\x09\x00\x03")
+    raw.send(P.build(P.SUBMIT_SM, 0, 5, bad_udh.encode()))
+    assert raw.read()[:3] == (P.SUBMIT_SM_RESP, P.ESME_RINVESMCLASS, 5)
+    # The same connection still works, pipelined: two PDUs in one write.
+    ok = P.ShortMessage(source_addr="1", destination_addr="2", short_message=b"fine").encode()
+    raw.send(P.build(P.ENQUIRE_LINK, 0, 6) + P.build(P.SUBMIT_SM, 0, 7, ok))
+    assert raw.read()[:3] == (P.ENQUIRE_LINK_RESP, 0, 6)
+    assert raw.read()[:3] == (P.SUBMIT_SM_RESP, 0, 7)
+    # A command_length that cannot be a PDU: the stream cannot be resynchronised, so that bind alone closes.
+    raw.send(struct.pack(">IIII", 8, P.SUBMIT_SM, 0, 8))
+    assert raw.read()[:3] == (P.GENERIC_NACK, P.ESME_RINVCMDLEN, 8)
+    assert raw.closed()
+    send_text(good, "still here")
+    assert read_answers(good, 1)[0].status == 0
+    assert wait_for(lambda: [r.text for r in gw.smsc.received] == ["fine", "still here"])
+    raw.close()
+
+
+def test_partial_reads_are_reassembled(gateway):
+    gw = gateway()
+    raw = RawSmpp(gw.port)
+    stream = P.build(P.BIND_TRANSMITTER, 0, 1, P.Bind("acme", "secret").encode())
+    stream += P.build(P.SUBMIT_SM, 0, 2, P.ShortMessage(source_addr="1", destination_addr="2",
+                                                         short_message=b"byte by byte").encode())
+    for i in range(len(stream)):  # one octet per TCP segment
+        raw.send(stream[i:i + 1])
+    assert raw.read()[1] == 0
+    assert raw.read()[:3] == (P.SUBMIT_SM_RESP, 0, 2)
+    assert [r.text for r in gw.smsc.received] == ["byte by byte"]
+    raw.close()
+
+
+def test_throttling_answers_esme_rthrottled_beyond_the_rate(gateway):
+    gw = gateway('[gateway.smpp]\nmax_rate = "5 / 1h"\n')
+    client = gw.client()
+    for i in range(8):
+        send_text(client, f"message {i}")
+    statuses = [a.status for a in read_answers(client, 8)]
+    assert statuses.count(0) == 5
+    assert statuses.count(smpplib.consts.SMPP_ESME_RTHROTTLED) == 3
+    assert len(gw.smsc.received) == 5
+
+
+def test_many_outstanding_requests_per_bind(gateway):
+    gw = gateway()
+    client = gw.client()
+    for i in range(60):  # all sent before any answer is read
+        send_text(client, f"windowed {i}")
+    answers = read_answers(client, 60)
+    assert all(a.status == 0 for a in answers)
+    assert sorted(a.sequence for a in answers) == sorted(set(a.sequence for a in answers))
+    assert wait_for(lambda: len(gw.smsc.received) == 60)
+
+
+def test_enquire_link_is_answered_and_upstream_is_kept_alive(gateway):
+    gw = gateway('[gateway.smpp]\nenquire_link_interval = "1s"\n')
+    client = gw.client()
+    client.send_pdu(smpplib.smpp.make_pdu("enquire_link", client=client))
+    resp = client.read_pdu()
+    assert resp.command == "enquire_link_resp" and resp.status == 0
+    assert wait_for(lambda: gw.smsc.enquire_links >= 1, timeout=3)
+
+
+def test_wrong_password_is_refused(gateway):
+    gw = gateway()
+    with pytest.raises(smpplib.exceptions.PDUError) as err:
+        gw.client(password="wrong")
+    assert err.value.args[1] == smpplib.consts.SMPP_ESME_RINVPASWD
+
+
+def test_reply_and_receipt_are_relayed_to_the_receiver(gateway, loop):
+    gw = gateway()
+    sender = gw.client("transmitter")
+    receiver = gw.client("receiver")
+    send_text(sender, "Sale this week, reply TD to stop")
+    read_answers(sender, 1)
+    # The SMSC waits for each deliver_sm_resp, which the receiver sends as it reads.
+    answered = [asyncio.run_coroutine_threadsafe(gw.smsc.deliver("acme", "13800138000", "10690001", "TD"), loop.loop),
+                asyncio.run_coroutine_threadsafe(gw.smsc.receipt("acme", gw.smsc.received[0]), loop.loop)]
+    while len(receiver.delivered) < 2:
+        receiver.read_once()
+    assert [f.result(5) for f in answered] == [0, 0]  # the receiver's deliver_sm_resp reached the SMSC
+    reply, receipt = receiver.delivered
+    assert reply.short_message == b"TD" and reply.source_addr == b"13800138000"
+    assert receipt.esm_class == P.ESM_DELIVERY_RECEIPT
+    # The reply (not the receipt) went to the opt-out hook.
+    assert [(m.text, m.sender, m.channel) for m in gw.replies] == [("TD", "13800138000", Channel.REPLY)]
+
+
+@pytest.mark.parametrize("fail_open, expected", [(True, 0), (False, 0x08)])
+def test_engine_failure_fails_open_or_closed_per_policy(gateway, fail_open, expected, caplog):
+    caplog.set_level(logging.CRITICAL, logger="skyshield.gateway.smpp")
+    gw = gateway(f"[gateway.smpp]\nfail_open = {str(fail_open).lower()}\n", engine=KeywordEngine(fail=True))
+    client = gw.client()
+    send_text(client, "hello")
+    assert read_answers(client, 1)[0].status == expected
+    assert len(gw.smsc.received) == (1 if fail_open else 0)
+
+
+def test_hold_and_tag_follow_the_verdict(gateway):
+    engine = KeywordEngine({"review me": Action.HOLD, "promo": Action.TAG})
+    gw = gateway("[gateway.smpp]\nhold_status = 0x61\nverdict_tlv = 0x1400\n", engine=engine)
+    client = gw.client()
+    send_text(client, "review me please")
+    send_text(client, "promo of the week")
+    statuses = sorted(a.status for a in read_answers(client, 2))
+    assert statuses == [0, 0x61]
+    assert wait_for(lambda: len(gw.smsc.received) == 1)
+    assert gw.smsc.received[0].sm.tlvs[0x1400] == b"tag"
+
+
+def test_pass_through_mode_never_calls_the_engine(gateway):
+    gw = gateway(scoring=False)
+    client = gw.client()
+    send_text(client, "verify your account")
+    assert read_answers(client, 1)[0].status == 0
+    assert gw.engine.calls == 0
+
+
+def test_opt_out_reply_reaches_the_consent_ledger(loop, tmp_path):
+    ledger_mod = pytest.importorskip("skyshield.compliance.ledger", reason="compliance ledger not installed")
+    from skyshield.gateway.replies import OptOutReplies
+
+    ledger = ledger_mod.ConsentLedger(tmp_path / "consent.db", b"k" * 32)
+    policy = Policy.from_text(TENANTS)
+    hook = OptOutReplies(ledger, policy)
+    smsc = SmscSimulator()
+    firewall = Firewall(policy, KeywordEngine(), loop.run(smsc.start()), on_reply=hook)
+    port = loop.run(firewall.start("127.0.0.1", 0))[1]
+    client = smpplib.client.Client("127.0.0.1", port, timeout=5, allow_unknown_opt_params=True)
+    got = []
+    client.set_message_received_handler(lambda pdu: got.append(pdu))
+    try:
+        client.connect()
+        client.bind_receiver(system_id="acme", password="secret")
+        done = [asyncio.run_coroutine_threadsafe(smsc.deliver("acme", "13800138000", "10690001", text), loop.loop)
+                for text in ("退订", "when does the sale end?")]
+        while len(got) < 2:
+            client.read_once()
+        assert [f.result(5) for f in done] == [0, 0]
+        hook.close()  # waits for the filing thread
+        record = ledger.state("acme", [ledger_mod.SENDER_SCOPE + "10690001"], "13800138000")
+        assert record is not None and record.status == ledger_mod.OPT_OUT
+        assert ledger.state("acme", [ledger_mod.SENDER_SCOPE + "10690001"], "13900000000") is None
+        assert [p.short_message.decode("utf-16-be") for p in got[:1]] == ["退订"]  # relayed to the sender as well
+    finally:
+        client.disconnect()
+        loop.run(firewall.close())
+        loop.run(smsc.close())
+        ledger.close()
