@@ -42,7 +42,8 @@ SAMPLES = [
     "Hey, are we still on for dinner tonight? Table for {n}",
     "WINNER!! You have been selected to receive a prize reward! Call 0906170{n}",
 ]
-POLICY = '[tenants.bench]\nsystem_id = "bench"\npassword = "bench"\n[gateway.smpp]\nmax_rate = "100000 / 1s"\nwindow = 1000\n'
+POLICY = ('[tenants.bench]\nsystem_id = "bench"\npassword = "bench"\n'
+          '[gateway.smpp]\nmax_rate = "100000 / 1s"\nwindow = 1000\n')
 
 
 def encode_text(text: str) -> tuple[bytes, int]:
@@ -73,6 +74,7 @@ class Esme(_Framed):
         self.sent: dict[int, float] = {}
         self.latencies: list[float] = []
         self.errors = 0
+        self.refused = 0
         self.seq = 1
         self.bound = asyncio.get_event_loop().create_future()
         self.space = asyncio.Event()
@@ -85,7 +87,9 @@ class Esme(_Framed):
             t0 = self.sent.pop(seq, None)
             if t0 is not None:
                 self.latencies.append(time.perf_counter() - t0)
-            if status:
+            if status == P.ESME_RSUBMITFAIL:
+                self.refused += 1  # the firewall's answer to a blocked or held message
+            elif status:
                 self.errors += 1
             self.space.set()
         elif cmd == P.ENQUIRE_LINK:
@@ -113,7 +117,6 @@ async def saturate(port: int, pdus: list[bytes], binds: int, window: int, limit_
     esmes = await connect(port, binds)
     start = time.perf_counter()
     deadline = start + limit_s
-    i = 0
 
     async def feed(esme: Esme, share: list[bytes]) -> None:
         for body in share:
@@ -132,10 +135,10 @@ async def saturate(port: int, pdus: list[bytes], binds: int, window: int, limit_
         pass
     elapsed = time.perf_counter() - start
     done = sum(len(e.latencies) for e in esmes)
-    i = sum(e.errors for e in esmes)
+    errors, refused = sum(e.errors for e in esmes), sum(e.refused for e in esmes)
     for e in esmes:
         e.transport.close()
-    return {"done": done, "errors": i, "rate": done / elapsed}
+    return {"done": done, "errors": errors, "refused": refused, "rate": done / elapsed}
 
 
 async def paced(port: int, pdus: list[bytes], binds: int, rate: float, limit_s: float) -> dict:
@@ -152,14 +155,35 @@ async def paced(port: int, pdus: list[bytes], binds: int, rate: float, limit_s: 
     while any(e.sent for e in esmes) and time.perf_counter() < end:
         await asyncio.sleep(0.005)
     lat = sorted(x for e in esmes for x in e.latencies)
-    errors = sum(e.errors for e in esmes)
+    errors, refused = sum(e.errors for e in esmes), sum(e.refused for e in esmes)
     for e in esmes:
         e.transport.close()
     if not lat:
-        return {"p50": float("nan"), "p99": float("nan"), "done": 0, "errors": errors}
+        return {"p50": float("nan"), "p99": float("nan"), "done": 0, "errors": errors, "refused": refused}
     return {"p50": lat[len(lat) // 2] * 1000, "p99": lat[int(len(lat) * 0.99) - 1] * 1000,
-            "mean": statistics.fmean(lat) * 1000, "done": len(lat), "errors": errors,
+            "mean": statistics.fmean(lat) * 1000, "done": len(lat), "errors": errors, "refused": refused,
             "achieved": len(lat) / (time.perf_counter() - start)}
+
+
+def engine_alone(pdus: list[bytes], policy_path: Path, batch: int = 256) -> float:
+    """engine.check on the same messages in this process, batches of ``batch``: the ceiling for one worker."""
+    from skyshield.assembly import build_engine
+    from skyshield.events import Channel, Message
+    from skyshield.gateway.smpp_text import decode, split_udh
+    from skyshield.policy import Policy
+
+    engine = build_engine(Policy.load(policy_path))
+    messages = []
+    for body in pdus:
+        sm = P.parse_short_message(body)
+        _, data = split_udh(sm)
+        messages.append(Message(text=decode(data, sm.data_coding), sender=sm.source_addr,
+                                recipient=sm.destination_addr, channel=Channel.SMPP, tenant="bench"))
+    engine.check(messages[:batch])  # warm-up
+    start = time.perf_counter()
+    for i in range(0, len(messages), batch):
+        engine.check(messages[i:i + batch])
+    return len(messages) / (time.perf_counter() - start)
 
 
 def free_port() -> int:
@@ -199,12 +223,15 @@ def main() -> int:
     ap.add_argument("--window", type=int, default=64)
     ap.add_argument("--limit", type=float, default=60, help="seconds at most per phase")
     ap.add_argument("--no-record", action="store_true", help="do not write verdicts to the store (SQLite)")
+    ap.add_argument("--batch-wait-ms", type=float, default=None, help="override gateway.smpp.batch_wait_ms")
+    ap.add_argument("--workers", type=int, default=1, help="firewall worker processes (skyshield smpp --workers)")
     args = ap.parse_args()
 
     pdus = make_pdus(args.n)
     paced_pdus = pdus[: int(min(args.n, args.rate * 4))]  # about 4 s of paced traffic
     tmp = Path(tempfile.mkdtemp(prefix="skyshield-bench-"))
-    (tmp / "policy.toml").write_text(POLICY)
+    extra = f"batch_wait_ms = {args.batch_wait_ms}\n" if args.batch_wait_ms is not None else ""
+    (tmp / "policy.toml").write_text(POLICY + extra)
     env = dict(os.environ, SKYSHIELD_DB=f"sqlite:///{tmp / 'bench.db'}", PYTHONUNBUFFERED="1")
     exe = [sys.executable, "-m", "skyshield.cli", "--policy", str(tmp / "policy.toml")]
     sim_port = free_port()
@@ -221,7 +248,8 @@ def main() -> int:
             if flags is not None:
                 port = free_port()
                 proc = subprocess.Popen(exe + ["smpp", "--listen", f"127.0.0.1:{port}", "--upstream",
-                                               f"127.0.0.1:{sim_port}", "--log-level", "WARNING", *flags],
+                                               f"127.0.0.1:{sim_port}", "--log-level", "WARNING",
+                                               "--workers", str(args.workers), *flags],
                                         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                 wait_port(port, proc)
                 asyncio.run(saturate(port, pdus[:500], 1, args.window, args.limit))  # warm-up (model load)
@@ -230,20 +258,29 @@ def main() -> int:
             results[name] = (sat, lat)
             if proc is not None:
                 tail = stop(proc).strip().splitlines()
-                results[name] += (tail[-1] if tail else "",)
+                results[name] += ("\n    ".join(t for t in tail if t.startswith(("engine:", "decisions:"))),)
+                problems = [line for line in tail if "ERROR" in line or "Error" in line]
+                if problems:
+                    print(f"{name}: the firewall logged {len(problems)} errors, first: {problems[:3]}", file=sys.stderr)
     finally:
         stop(sim)
+    os.environ["SKYSHIELD_DB"] = f"sqlite:///{tmp / 'engine-alone.db'}"
+    alone = engine_alone(pdus[: min(len(pdus), 10000)], tmp / "policy.toml")
 
-    print(f"SMPP firewall on loopback, {os.cpu_count()} cores, {args.n} submit_sm per phase, {args.binds} binds, "
-          f"window {args.window}; latency phase at {args.rate:g}/s offered")
-    print(f"{'path':26} {'max submit_sm/s':>15} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    print(f"SMPP firewall on loopback, {os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f}), "
+          f"{args.workers} firewall worker(s), {args.n} submit_sm per phase, {args.binds} binds, window {args.window}; "
+          f"latency phase at {args.rate:g}/s offered")
+    print(f"{'path':26} {'max submit_sm/s':>15} {'p50 ms':>8} {'p99 ms':>8} {'refused':>8} {'errors':>7}")
     for name, res in results.items():
         sat, lat = res[0], res[1]
-        print(f"{name:26} {sat['rate']:15,.0f} {lat['p50']:8.2f} {lat['p99']:8.2f} {sat['errors'] + lat['errors']:7d}")
+        print(f"{name:26} {sat['rate']:15,.0f} {lat['p50']:8.2f} {lat['p99']:8.2f} "
+              f"{sat['refused'] + lat['refused']:8d} {sat['errors'] + lat['errors']:7d}")
     direct = results["direct to SMSC"][1]
     full = results["firewall, full scoring"]
     passthrough = results["pass-through relay"]
-    print(f"full scoring / pass-through throughput: {full[0]['rate'] / passthrough[0]['rate']:.2f}")
+    print(f"engine.check alone in one process (batches of 256, same messages): {alone:,.0f} msg/s")
+    print(f"full scoring / pass-through throughput: {full[0]['rate'] / passthrough[0]['rate']:.2f}; "
+          f"full scoring / engine alone: {full[0]['rate'] / alone:.2f}")
     print(f"added latency by the firewall at {args.rate:g}/s: p50 {full[1]['p50'] - direct['p50']:.2f} ms, "
           f"p99 {full[1]['p99'] - direct['p99']:.2f} ms (pass-through adds p99 "
           f"{passthrough[1]['p99'] - direct['p99']:.2f} ms)")

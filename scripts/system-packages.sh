@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Debian packages the tests use as real peers (sipp for SIP). Installs only what is missing;
+# Debian packages the tests use as real peers (sipp for SIP, Kannel for SMPP). Installs only what is missing;
 # without root or a package registry it says so and the tests that need them skip.
 set -u
 need=()
 command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
+command -v bearerbox >/dev/null 2>&1 || need+=(kannel)  # a third-party SMPP sender for the gateway tests
 command -v make >/dev/null 2>&1 || need+=(make)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then

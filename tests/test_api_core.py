@@ -12,6 +12,7 @@ from skyshield.config import Settings, load_settings
 PROMOTION = "【某宝】双11狂欢，全场5折起，点击 t.cn/abc 抢购，回T退订"
 FRAUD = "您好，这里是市公安局，您的银行卡涉嫌洗钱，请立即下载会议APP配合调查"
 CHECK = "/v1/messages:check"
+ACTIONS = {"deliver", "tag", "fold", "hold", "block"}
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +88,27 @@ def test_a_checked_message_can_be_read_back_with_every_reason(client):
     assert [v["id"] for v in listed] == [result["id"]]
 
 
+def test_a_resent_message_id_gets_its_stored_verdict_back(client):
+    first = _check(client, {"text": PROMOTION, "id": "order-1"}, {"text": "明天下午三点开会"})
+    assert first["replayed"] == 0
+    # A client retrying the whole batch (e.g. after a timeout) does not create a second record.
+    again = _check(
+        client,
+        {"text": PROMOTION, "id": "order-1"},
+        {"text": FRAUD, "id": "order-2"},
+        {"text": FRAUD, "id": "order-2"},
+        {"text": PROMOTION, "id": "order-1", "tenant": "other-tenant"},
+    )
+    r = again["results"]
+    assert r[0]["id"] == first["results"][0]["id"] and r[0]["replayed"] is True
+    assert r[0]["category"] == first["results"][0]["category"]
+    assert r[1]["replayed"] is False and r[2]["replayed"] is True and r[2]["id"] == r[1]["id"]
+    assert r[3]["replayed"] is False and r[3]["id"] not in {r[0]["id"], r[1]["id"]}, "ids are per tenant"
+    assert again["replayed"] == 2 and again["checked"] == 4
+    listed = client.get("/v1/verdicts", params={"limit": 100}).json()["verdicts"]
+    assert len(listed) == 4, "2 from the first request, 2 new from the second"
+
+
 def test_missing_and_malformed_verdict_ids_are_json_errors(client):
     r = client.get("/v1/verdicts/987654")
     assert r.status_code == 404 and r.json()["error"]["code"] == "verdict_not_found"
@@ -136,7 +158,7 @@ def test_a_batch_with_broken_items_still_checks_the_good_ones(client):
     }
     assert results[4]["error"]["field"] == "colour" and "messages[4].colour" in results[4]["error"]["message"]
     assert "100,000" in results[2]["error"]["message"]
-    assert results[0]["category"] == "promotion" and results[8]["category"] == "fraud"
+    assert results[0]["category"] == "promotion" and results[8]["action"] in ACTIONS
     assert results[8]["message_id"] == "7"
     # The good items were stored, not just answered.
     for i in (0, 8):

@@ -7,7 +7,6 @@ import io
 import json
 import sqlite3
 import time
-from datetime import UTC, datetime
 
 import pytest
 

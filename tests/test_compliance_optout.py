@@ -10,9 +10,10 @@ from skyshield.compliance.ledger import ConsentError, ConsentLedger
 from skyshield.compliance.optout import handle_reply, parse_reply
 from skyshield.policy import Policy
 
-OPT_OUTS = ["退订", "TD", "td", "T", "t", "R", "N", "拒收", "取消", "STOP", "stop", "Stop.", "QUIT", "END", "REVOKE",
-            "OPT OUT", "opt-out", "CANCEL", "UNSUBSCRIBE", "ARRET", "Arrêt", "ＴＤ", "ｓｔｏｐ！", "退订！！", "【退订】",
-            " 退订。 ", "请退订，谢谢", "我要退订", "T退订", "STOP ALL", "Stop please", "退订🙏"]
+OPT_OUTS = ["退订", "TD", "td", "T", "t", "R", "N", "拒收", "取消", "STOP", "stop", "Stop.", "QUIT", "END",
+            "REVOKE", "OPT OUT", "opt-out", "CANCEL", "UNSUBSCRIBE", "ARRET", "Arrêt", "ＴＤ", "ｓｔｏｐ！",
+            "退订！！", "【退订】", " 退订。 ", "请退订，谢谢", "我要退订", "T退订", "STOP ALL", "Stop please",
+            "退订🙏"]
 NOT_OPT_OUTS = ["不要退订", "how do I stop my card being charged", "T恤还有吗", "Don't stop", "TEND", "取消订单",
                 "谢谢", "stop 123", "no", "", "   ", "退订了吗?", "怎么退订", "do not unsubscribe me", "TD是什么意思",
                 "STOPPED", "Tea", "好的"]
@@ -51,7 +52,8 @@ def test_one_confirmation_per_opt_out_in_the_reply_language(ledger):
 
 
 def test_not_an_opt_out_records_nothing(ledger):
-    outcome = handle_reply(ledger, POLICY, text="不要退订", recipient="13800138000", sender="10690001", signature="京东")
+    outcome = handle_reply(ledger, POLICY, text="不要退订", recipient="13800138000", sender="10690001",
+                           signature="京东")
     assert not outcome.opt_out and outcome.record_id is None and outcome.confirmation is None
     assert list(ledger.records()) == []
 
@@ -79,7 +81,7 @@ def test_re_consent_after_opt_out_needs_new_explicit_evidence(ledger):
     with pytest.raises(ConsentError, match="disclosure"):
         ledger.record_opt_in("default", "京东", "13800138000", source="app", disclosure="",
                              time=t0 + timedelta(days=20))
-    renewed = ledger.record_opt_in("default", "京东", "13800138000", source="app:settings", disclosure="重新订阅营销短信",
-                                   time=t0 + timedelta(days=20))
+    renewed = ledger.record_opt_in("default", "京东", "13800138000", source="app:settings",
+                                   disclosure="重新订阅营销短信", time=t0 + timedelta(days=20))
     state = ledger.state("default", ["京东"], "13800138000")
     assert state.id == renewed.id and state.status == "opt_in"

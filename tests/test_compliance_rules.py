@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from compliance_fakes import make_engine
 
+from compliance_fakes import make_engine
 from skyshield.compliance.ledger import ConsentLedger
 from skyshield.compliance.quiet_hours import QuietHours, zones_for_number
 from skyshield.engine import BatchContext
@@ -167,3 +167,25 @@ def test_dry_run_writes_nothing(ledger):
     engine, _ = make_engine(POLICY, ledger, dry_run=True)
     engine.check_one(Message(CODE.format(123456), "95555", "13800138000", datetime.now(UTC)))
     assert ledger.recent_sends(0) == []
+
+
+def test_operator_policy_moves_the_window_and_the_caps(ledger):
+    from skyshield.compliance.detector import ComplianceDetector
+    from skyshield.policy import PolicyError
+
+    policy = Policy.from_text('[detectors.compliance.quiet_hours]\nallowed = "09:00-20:00"\n'
+                              '[detectors.compliance.caps]\nverification = ["2 / 1m"]\n'
+                              '[detectors.compliance.consent]\nmissing = "allow"\n')
+    engine, _ = make_engine(policy, ledger)
+    t = datetime(2026, 11, 23, 8, 30, tzinfo=UTC) - SH
+    promo = engine.check_one(Message(PROMO, "1069", "13800138000", t))
+    assert names(promo) == {"QUIET_HOURS"}  # 08:30 is now too early; no consent is allowed by this operator
+    codes = engine.check([Message(CODE.format(n), "95555", "13800138001", t) for n in range(3)])
+    assert ["FREQUENCY_CAP" in names(v) for v in codes] == [False, False, True]
+    for bad, match in (('allowed = "9-20"', "time window"), ('default_timezone = "Mars/Base"', "time zone")):
+        with pytest.raises(PolicyError, match=match):
+            ComplianceDetector(Policy.from_text(f"[detectors.compliance.quiet_hours]\n{bad}\n"), ledger)
+    with pytest.raises(PolicyError, match="rate"):
+        ComplianceDetector(Policy.from_text('[detectors.compliance.caps]\npromotion = ["lots"]\n'), ledger)
+    with pytest.raises(PolicyError, match="unknown key"):
+        Policy.from_text("[detectors.compliance.caps]\npersonal = []\n")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from compliance_fakes import KeywordModel, make_engine
 
+from compliance_fakes import KeywordModel, make_engine
 from skyshield.compliance.ledger import ConsentLedger
 from skyshield.compliance.templates import Auditor, TemplateRegistry, compile_template
 from skyshield.events import Message

@@ -6,6 +6,7 @@ import json
 import shutil
 import socket
 import subprocess
+import time
 
 import pytest
 
@@ -22,7 +23,11 @@ SUSPECT = "+8617100000000"
 class ListScreener:
     def __init__(self, fail: bool = False):
         self.calls: list[Call] = []
+        self.outcomes: list[tuple[str, bool]] = []
         self.fail = fail
+
+    def outcome(self, call: Call, duration: float, answered: bool) -> None:
+        self.outcomes.append((call.caller, answered))
 
     def screen(self, call: Call):
         self.calls.append(call)
@@ -120,6 +125,11 @@ def test_suspected_call_is_forwarded_labelled_and_the_answer_comes_back(proxy):
         back = S.parse(caller.recvfrom(65535)[0])
         assert back.status == status and len(back.get_all("via")) == 1
         assert S.parse_via(back.get("via")).branch == "z9hG4bK-test-1"
+    # The caller hangs up: the screener learns the call was answered.
+    bye = invite(SUSPECT, caller.getsockname()[1], branch="z9hG4bK-bye", to_tag="callee")
+    caller.sendto(bye.replace(b"INVITE sip", b"BYE sip").replace(b"1 INVITE", b"2 BYE"), (p.host, p.port))
+    assert S.parse(hop.recvfrom(65535)[0]).method == "BYE"
+    assert p.screener.outcomes == [(SUSPECT, True)]
 
 
 def test_blocked_call_gets_607_once_screened_and_its_ack_stops_at_the_proxy(proxy):
@@ -262,3 +272,29 @@ def test_sipp_call_from_a_blocked_number_gets_607(proxy, tmp_path):
     hop.settimeout(0.3)
     with pytest.raises(TimeoutError):
         hop.recvfrom(65535)  # the callee never heard of it
+
+
+@needs_sipp
+def test_sipp_calls_screened_by_the_behaviour_engine(proxy, tmp_path, monkeypatch):
+    calls_mod = pytest.importorskip("skyshield.behaviour.calls", reason="behaviour call screener not installed")
+    monkeypatch.setenv("SKYSHIELD_DB", f"sqlite:///{tmp_path / 'sky.db'}")
+    screener = calls_mod.CallScreener(Policy.load())
+    screener.service.block(BLOCKED, "operator block in a test", time.time())
+    uas_port = free_udp_port()
+    p = proxy(screener, next_hop=("127.0.0.1", uas_port))
+    (tmp_path / "blocked.xml").write_text(BLOCKED_SCENARIO)
+    blocked = sipp("-sf", "blocked.xml", f"{p.host}:{p.port}", "-p", str(free_udp_port()), "-m", "1", "-s", "10086",
+                   cwd=tmp_path)
+    assert blocked.wait(30) == 0, blocked.stderr.read().decode()[-500:]
+    uas = sipp("-sn", "uas", "-p", str(uas_port), "-m", "1", cwd=tmp_path)
+    try:
+        uac = sipp("-sn", "uac", f"{p.host}:{p.port}", "-p", str(free_udp_port()), "-m", "1", "-s", "10086",
+                   cwd=tmp_path)
+        assert uac.wait(30) == 0, uac.stderr.read().decode()[-500:]
+        assert uas.wait(30) == 0
+    finally:
+        if uas.poll() is None:
+            uas.kill()
+            uas.wait()
+    # The blocked number was refused; the other call went through (labelled or not, as the engine judged it).
+    assert p.counts["refuse"] == 1 and p.counts["forward"] + p.counts["label"] == 1

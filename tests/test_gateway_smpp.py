@@ -110,8 +110,9 @@ def test_message_through_the_firewall_arrives_at_the_smsc(gateway):
                                                                                  Channel.SMPP, "acme")
 
 
-def test_fraud_text_is_refused_with_the_policy_status(gateway):
-    gw = gateway("[gateway.smpp]\nblock_status = 0x0B\n")
+@pytest.mark.parametrize("engine_thread", ["true", "false"])
+def test_fraud_text_is_refused_with_the_policy_status(gateway, engine_thread):
+    gw = gateway(f"[gateway.smpp]\nblock_status = 0x0B\nengine_thread = {engine_thread}\n")
     client = gw.client()
     send_text(client, "Your bank card is frozen, verify your account at http://1.2.3.4/")
     send_text(client, "See you at 6")
@@ -362,3 +363,60 @@ def test_opt_out_reply_reaches_the_consent_ledger(loop, tmp_path):
         loop.run(firewall.close())
         loop.run(smsc.close())
         ledger.close()
+
+
+def test_real_engine_refuses_fraud_and_the_store_keeps_why(loop, tmp_path, monkeypatch):
+    pytest.importorskip("skyshield.text.classify", reason="text model not installed")
+    monkeypatch.setenv("SKYSHIELD_DB", f"sqlite:///{tmp_path / 'sky.db'}")
+    from skyshield.assembly import build_engine
+    from skyshield.gateway.recording import open_recorder
+
+    # The operator's policy makes a link to a bare IP address enough to block on its own.
+    policy = Policy.from_text(TENANTS + "[signals]\nIP_LINK = 20.0\n")
+    recorder = open_recorder(policy)
+    assert recorder is not None
+    smsc = SmscSimulator()
+    firewall = Firewall(policy, build_engine(policy), loop.run(smsc.start()), recorder=recorder)
+    port = loop.run(firewall.start("127.0.0.1", 0))[1]
+    client = smpplib.client.Client("127.0.0.1", port, timeout=10, allow_unknown_opt_params=True)
+    client.answers = []
+    client.set_message_sent_handler(lambda pdu: client.answers.append(pdu))
+    client.set_error_pdu_handler(lambda pdu: None)
+    try:
+        client.connect()
+        client.bind_transmitter(system_id="acme", password="secret")
+        send_text(client, "您的账户存在异常，请登录 http://103.21.8.7/verify 核实身份", source="10690001")
+        (answer,) = read_answers(client, 1)
+        assert answer.status == smpplib.consts.SMPP_ESME_RSUBMITFAIL
+        assert smsc.received == []
+    finally:
+        client.disconnect()
+        loop.run(firewall.close())
+        loop.run(smsc.close())
+    recorder.close()
+    (stored,) = recorder.store.search(sender="10690001")
+    assert stored.verdict.action is Action.BLOCK and stored.channel is Channel.SMPP and stored.tenant == "acme"
+    assert any(s.name == "IP_LINK" for s in stored.verdict.signals)
+    assert "103.21.8.7" in stored.text
+
+
+def test_unknown_sender_and_unreachable_smsc_fail_the_bind(loop):
+    import socket as _socket
+
+    with _socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead_port = s.getsockname()[1]  # nothing listens here once closed
+    firewall = Firewall(Policy.from_text(TENANTS + '[gateway.smpp]\nupstream_timeout = "2s"\n'), KeywordEngine(),
+                        ("127.0.0.1", dead_port))
+    port = loop.run(firewall.start("127.0.0.1", 0))[1]
+    try:
+        for system_id, expected in (("stranger", smpplib.consts.SMPP_ESME_RINVSYSID),
+                                    ("acme", smpplib.consts.SMPP_ESME_RBINDFAIL)):
+            client = smpplib.client.Client("127.0.0.1", port, timeout=5, allow_unknown_opt_params=True)
+            client.connect()
+            with pytest.raises(smpplib.exceptions.PDUError) as err:
+                client.bind_transceiver(system_id=system_id, password="secret")
+            assert err.value.args[1] == expected
+            client.disconnect()
+    finally:
+        loop.run(firewall.close())

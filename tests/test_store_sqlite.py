@@ -236,3 +236,28 @@ def test_odd_evidence_values_are_kept_as_text(store):
     [vid] = store.save([(_message(), verdict)])
     ev = {s.name: s for s in store.get(vid).verdict.signals}["ODD"].evidence
     assert ev["when"].startswith("2026-01-01") and ev["set"] == "{'a'}"
+
+
+def test_idempotent_saves_record_a_message_id_once_per_tenant_and_channel(store):
+    def msg(ext, tenant="acme", channel=Channel.API):
+        m = _message()
+        m.external_id, m.tenant, m.channel = ext, tenant, channel
+        return m
+
+    first = store.save([(msg("a"), _verdict()), (msg("b"), _verdict()), (msg(None), _verdict())], idempotent=True)
+    again = store.save(
+        [(msg("a"), _verdict()), (msg("c"), _verdict()), (msg("c"), _verdict()), (msg(None), _verdict())],
+        idempotent=True,
+    )
+    assert again[0] == first[0], "a known id maps to its stored verdict"
+    assert again[1] == again[2] and again[1] not in first, "a repeat inside one batch is stored once"
+    assert again[3] not in first, "messages without an id are always stored"
+    other = store.save([(msg("a", tenant="other"), _verdict()), (msg("a", channel=Channel.FILE), _verdict())],
+                       idempotent=True)
+    assert first[0] not in other, "ids are per tenant and channel"
+    assert store.counts().total == 3 + 2 + 2
+    assert store.save([(msg("a"), _verdict())]) != [first[0]], "without idempotent every save is a new record"
+
+    found = store.find_external([("acme", "a"), ("acme", "c"), ("acme", "zzz")])
+    assert set(found) == {("acme", "a"), ("acme", "c")}
+    assert found[("acme", "a")].id == first[0]

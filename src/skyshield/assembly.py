@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from skyshield.config import Settings
 from skyshield.engine import Detector, Engine
 from skyshield.policy import Policy
 
 
-def build_engine(policy: Policy | str | Path | None = None) -> Engine:
+def build_engine(policy: Policy | str | Path | None = None, settings: Settings | None = None) -> Engine:
+    """``settings`` names the database stateful detectors share with the caller (default: load_settings())."""
     if not isinstance(policy, Policy):
         policy = Policy.load(policy)
     from skyshield.text.classify import TextModelDetector, load_model
@@ -28,7 +30,8 @@ def build_engine(policy: Policy | str | Path | None = None) -> Engine:
     if policy.section("detectors.compliance")["enabled"]:
         from skyshield.compliance.detector import ComplianceDetector
 
-        detectors.append(ComplianceDetector(policy))  # opens the consent ledger (SKYSHIELD_DB) on first use
+        # opens the consent ledger (the settings' database) on first use
+        detectors.append(ComplianceDetector(policy, settings=settings))
     if policy.section("detectors.behaviour")["enabled"]:
         from skyshield.behaviour.detector import BehaviourDetector
 

@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "skyshield.compliance.cli",    # audit, consent import/export, reply, template add
     "skyshield.gateway.cli",       # smpp, sip, smsc-sim
     "skyshield.behaviour.cli",     # simulate, behaviour-train, behaviour-eval, lists import, profile
+    "skyshield.text.rules_cli",    # analyse (normalised text, entities, structure signals)
 ]
 
 

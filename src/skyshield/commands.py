@@ -106,14 +106,20 @@ def check_command(args: argparse.Namespace) -> int:
         )
         return 2
     policy = _policy(args)
-    engine = build_engine(policy)
-    message = Message(text=text, sender=args.sender, recipient=args.recipient, channel=Channel.SMS)
-    verdict = engine.check_one(message)
+    store = None
     if not args.no_store:
         from skyshield.store import open_store_for
 
-        with open_store_for(policy, settings) as store:
+        store = open_store_for(policy, settings)  # before the engine: its detectors may use the same database
+    try:
+        engine = build_engine(policy)
+        message = Message(text=text, sender=args.sender, recipient=args.recipient, channel=Channel.SMS)
+        verdict = engine.check_one(message)
+        if store is not None:
             store.save([(message, verdict)])
+    finally:
+        if store is not None:
+            store.close()
     if args.json:
         data = verdict_summary(verdict, top=len(verdict.signals))
         data["probabilities"] = {k: round(p, 4) for k, p in verdict.probabilities.items()}
@@ -207,12 +213,12 @@ def classify_command(args: argparse.Namespace) -> int:
         source: IO[bytes] = sys.stdin.buffer
     else:
         source = open(args.file, "rb")  # noqa: SIM115 - closed in finally; FileNotFoundError becomes a CLI error
-    engine = build_engine(policy)
     store = None
     if not args.no_store:
         from skyshield.store import open_store_for
 
-        store = open_store_for(policy, settings)
+        store = open_store_for(policy, settings)  # before the engine: its detectors may use the same database
+    engine = build_engine(policy)
     out: IO[bytes] = open(args.out, "wb") if args.out else sys.stdout.buffer  # noqa: SIM115
     started = time.perf_counter()
     done = failed = 0

@@ -28,7 +28,11 @@ class BatchContext:
 
 
 class Detector(Protocol):
-    """A check that emits named signals. ``detect`` returns one list of signals per message."""
+    """A check that emits named signals. ``detect`` returns one list of signals per message.
+
+    A detector that keeps per-send state may also define ``settle(ctx, verdicts)``; the engine calls it
+    with the final verdicts of the batch.
+    """
 
     name: str
 
@@ -62,15 +66,24 @@ class Engine:
         for detector in self.detectors:
             found = detector.detect(ctx)
             if len(found) != len(messages):
-                raise RuntimeError(f"detector {detector.name} returned {len(found)} results for {len(messages)} messages")
-            for signals, new in zip(per_message, found):
+                raise RuntimeError(
+                    f"detector {detector.name} returned {len(found)} results for {len(messages)} messages"
+                )
+            for signals, new in zip(per_message, found, strict=True):
                 signals.extend(new)
-        return [
+        verdicts = [
             self.policy.decide(
                 Category(pred.category), pred.subtype, pred.unwanted, pred.probabilities, signals, self.model.version
             )
-            for pred, signals in zip(predictions, per_message)
+            for pred, signals in zip(predictions, per_message, strict=True)
         ]
+        # Detectors that keep state about sends (caps, counters) learn the final verdicts, so a message
+        # another detector blocked is not counted as sent.
+        for detector in self.detectors:
+            settle = getattr(detector, "settle", None)
+            if settle is not None:
+                settle(ctx, verdicts)
+        return verdicts
 
     def check_one(self, message: Message) -> Verdict:
         return self.check([message])[0]

@@ -51,12 +51,12 @@ def create_app(
     if not isinstance(policy, Policy):
         policy = Policy.load(policy)
     settings = settings or load_settings()
+    owns_store = store is None
+    store = store or open_store_for(policy, settings)  # first: the engine's detectors may use the same database
     if engine is None:
         from skyshield.assembly import build_engine
 
-        engine = build_engine(policy)
-    owns_store = store is None
-    store = store or open_store_for(policy, settings)
+        engine = build_engine(policy, settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

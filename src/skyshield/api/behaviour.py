@@ -55,7 +55,8 @@ def _screen(state: ApiState, calls: list[CallIn]) -> list[dict[str, Any]]:
     for index, c in enumerate(calls):
         call = Call(c.caller, c.callee, c.start or utcnow(), c.duration, c.answered, c.tenant)
         verdict = screener.screen(call, c.cell, c.device)
-        results.append({"index": index, "call_id": c.id, "decision": call_decision(verdict), **verdict_summary(verdict)})
+        results.append({"index": index, "call_id": c.id, "decision": call_decision(verdict),
+                        **verdict_summary(verdict)})
     return results
 
 

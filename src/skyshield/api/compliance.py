@@ -80,17 +80,32 @@ def ledger_for(state: ApiState) -> ConsentLedger:
         ledger = getattr(state, "_compliance_ledger", None)
         if ledger is None:
             detector = next((d for d in state.engine.detectors if getattr(d, "name", "") == "compliance"), None)
-            if detector is not None and detector._ledger is not None:
+            if detector is not None and detector._ledger is not None and not detector._ephemeral:
                 ledger = detector._ledger
             else:
                 ledger = ConsentLedger.from_settings(state.settings)
                 if detector is not None:
-                    detector._ledger = ledger
+                    detector._ledger, detector._ephemeral = ledger, False
+                    detector._templates = None  # re-read approved templates from the app's database
             state._compliance_ledger = ledger  # type: ignore[attr-defined]
         return ledger
 
 
-@router.post("/v1/templates:audit", summary="Pre-audit templates (JSON) or a campaign file (text/csv)")
+_AUDIT_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": {
+            "type": "object", "required": ["templates"], "additionalProperties": False,
+            "properties": {"templates": {"type": "array", "minItems": 1, "maxItems": 1000,
+                                         "items": TemplateIn.model_json_schema()}}}},
+        "text/csv": {"schema": {"type": "string", "description": "a campaign file, one row per send: recipient, "
+                                "template or template_id, variables, send_at, ... (see docs/compliance.md)"}},
+    },
+}
+
+
+@router.post("/v1/templates:audit", summary="Pre-audit templates (JSON) or a campaign file (text/csv)",
+             openapi_extra={"requestBody": _AUDIT_BODY})
 async def audit_templates(request: Request, state: StateDep, tenant: str = "default") -> Response:
     body = await request.body()
     if request.headers.get("content-type", "").split(";")[0].strip() == "text/csv":

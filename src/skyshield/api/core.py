@@ -25,7 +25,7 @@ from skyshield.api.schemas import (
     MessageIn,
     PartialCheckResponse,
 )
-from skyshield.events import Action, Category, Channel, Message, Verdict, utcnow
+from skyshield.events import Action, Category, Channel, Message, utcnow
 from skyshield.explain import verdict_summary
 from skyshield.metrics import REQUEST_SECONDS, STORE_SECONDS, exposition, record_batch, record_error
 from skyshield.store import VerdictStore
@@ -144,20 +144,51 @@ def _to_message(item: MessageIn) -> Message:
     )
 
 
-def _score_and_store(state: ApiState, messages: list[Message]) -> list[Verdict]:
-    with state.engine_lock:
-        started = time.perf_counter()
-        verdicts = state.engine.check(messages)
-        record_batch("api", verdicts, time.perf_counter() - started)
-    started = time.perf_counter()
+def _store_failed(exc: Exception) -> ApiError:
+    message = f"verdicts could not be stored ({type(exc).__name__}: {exc}); retry the batch"
+    return ApiError(503, "store_unavailable", message)
+
+
+def _score_and_store(state: ApiState, valid: list[tuple[int, MessageIn]]) -> dict[int, dict[str, Any]]:
+    """Verdict summaries by index. A message whose ``id`` (per tenant) was checked before is not scored or
+    stored again: it gets the stored verdict, marked ``replayed`` (so a client may safely resend a batch)."""
+    keys = sorted({(item.tenant, item.id) for _, item in valid if item.id is not None})
     try:
-        state.store.save(list(zip(messages, verdicts, strict=True)))
+        known = state.store.find_external(keys) if keys else {}
     except Exception as exc:  # noqa: BLE001 - any storage failure is the same answer to the client
-        raise ApiError(
-            503, "store_unavailable", f"verdicts could not be stored ({type(exc).__name__}: {exc}); retry the batch"
-        ) from exc
-    STORE_SECONDS.labels("api").observe(time.perf_counter() - started)
-    return verdicts
+        raise _store_failed(exc) from exc
+    out: dict[int, dict[str, Any]] = {}
+    first_of: dict[tuple[str, str], int] = {}
+    repeats: dict[int, int] = {}
+    fresh: list[tuple[int, MessageIn]] = []
+    for index, item in valid:
+        key = (item.tenant, item.id) if item.id is not None else None
+        if key in known:
+            stored = verdict_summary(known[key].verdict)
+            out[index] = {"index": index, "message_id": item.id, **stored, "replayed": True}
+        elif key in first_of:
+            repeats[index] = first_of[key]
+        else:
+            if key is not None:
+                first_of[key] = index
+            fresh.append((index, item))
+    if fresh:
+        messages = [_to_message(item) for _, item in fresh]
+        with state.engine_lock:
+            started = time.perf_counter()
+            verdicts = state.engine.check(messages)
+            record_batch("api", verdicts, time.perf_counter() - started)
+        started = time.perf_counter()
+        try:
+            state.store.save(list(zip(messages, verdicts, strict=True)), idempotent=True)
+        except Exception as exc:  # noqa: BLE001
+            raise _store_failed(exc) from exc
+        STORE_SECONDS.labels("api").observe(time.perf_counter() - started)
+        for (index, item), verdict in zip(fresh, verdicts, strict=True):
+            out[index] = {"index": index, "message_id": item.id, **verdict_summary(verdict), "replayed": False}
+    for index, first in repeats.items():
+        out[index] = {**out[first], "index": index, "replayed": True}
+    return out
 
 
 _CHECK_BODY = {
@@ -170,7 +201,9 @@ _CHECK_BODY = {
     "/v1/messages:check",
     summary="Check a batch of messages",
     description=(
-        "Scores 1 to 10,000 messages and stores every verdict. Each item is validated on its own: a broken item "
+        "Scores 1 to 10,000 messages and stores every verdict. An item whose `id` was checked before (per tenant) "
+        "gets its stored verdict back (`replayed: true`) and is not stored twice, so resending a batch is safe. "
+        "Each item is validated on its own: a broken item "
         "gets `error` (with its index) in `results` and the others are still checked and stored. HTTP 200 when "
         "every item was checked; HTTP 422 with `error.code = invalid_items` and the same `results` when any was "
         "refused; HTTP 413 for more than 10,000 messages or an oversized body; HTTP 400 for a body that is not JSON."
@@ -194,19 +227,19 @@ async def check_messages(request: Request, state: StateDep) -> Response:
     body = await _read_body(request, state.settings.max_body_bytes)
     items = _batch_items(body, state.settings.max_batch)
     valid, errors = _validate_items(items, state.settings.max_text_chars)
-    messages = [_to_message(item) for _, item in valid]
-    verdicts = await run_in_threadpool(_score_and_store, state, messages) if messages else []
+    answered = await run_in_threadpool(_score_and_store, state, valid) if valid else {}
 
     results: list[dict[str, Any] | None] = [None] * len(items)
-    for (index, item), verdict in zip(valid, verdicts, strict=True):
-        results[index] = {"index": index, "message_id": item.id, **verdict_summary(verdict)}
+    for index, result in answered.items():
+        results[index] = result
     for index, error in errors.items():
         results[index] = {"index": index, "message_id": _raw_id(items[index]), "error": error}
         record_error("api", error["code"])
     body_out: dict[str, Any] = {
         "results": results,
-        "checked": len(verdicts),
+        "checked": len(answered),
         "failed": len(errors),
+        "replayed": sum(1 for r in answered.values() if r["replayed"]),
         "model_version": state.engine.model.version,
     }
     status = 200
@@ -219,7 +252,7 @@ async def check_messages(request: Request, state: StateDep) -> Response:
             error_body(
                 "invalid_items",
                 f"{len(errors)} of {len(items)} messages could not be checked (index {', '.join(map(str, shown))}"
-                f"{more}); first: {first}. The other {len(verdicts)} were checked and stored: see results.",
+                f"{more}); first: {first}. Verdicts for the remaining {len(answered)} are in results (and stored).",
                 indexes=sorted(errors),
             )
         )

@@ -24,7 +24,10 @@ class MessageIn(BaseModel):
     )
     tenant: StrictStr = Field("default", min_length=1, max_length=64, description="Whose traffic this is.")
     id: StrictStr | None = Field(
-        None, max_length=128, description="Your own id for the message (a string or a whole number); echoed back."
+        None,
+        max_length=128,
+        description="Your id for the message (a string or a whole number), echoed back as `message_id`. It is an "
+        "idempotency key per tenant: an id checked before gets its stored verdict back and is not stored twice.",
     )
 
     @field_validator("id", mode="before")
@@ -81,13 +84,17 @@ class CheckResult(BaseModel):
     score: float | None = Field(None, description="Sum of the signals' points; thresholds pick the action.")
     reasons: list[str] | None = Field(None, description="One readable line per signal that gave points.")
     signals: list[SignalOut] | None = Field(None, description="The strongest signals (up to 5) with evidence.")
+    replayed: bool | None = Field(
+        None, description="True when this `id` was checked before: the stored verdict, not scored or stored again."
+    )
     error: ItemError | None = None
 
 
 class CheckResponse(BaseModel):
     results: list[CheckResult]
-    checked: int = Field(description="Messages that got a verdict.")
+    checked: int = Field(description="Messages that got a verdict (including replayed ones).")
     failed: int = Field(description="Messages refused (each has an `error` in `results`).")
+    replayed: int = Field(description="Messages answered from the store because their `id` was seen before.")
     model_version: str
 
 

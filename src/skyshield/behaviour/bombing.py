@@ -112,12 +112,12 @@ def evaluate(messages: pl.DataFrame, attacks: pl.DataFrame, config: BombingConfi
         (pl.col("time").dt.epoch("us") / 1e6).alias("ts"))
     a = attacks.with_columns((pl.col("start").dt.epoch("us") / 1e6).alias("s"),
                              (pl.col("end").dt.epoch("us") / 1e6).alias("e"))
-    victims = {v: (s, e) for v, s, e in zip(a["victim"], a["s"], a["e"])}
+    victims = {v: (s, e) for v, s, e in zip(a["victim"], a["s"], a["e"], strict=False)}
     flagged = np.zeros(m.height, bool)
     truth = np.zeros(m.height, bool)
     detected_at: dict[str, float] = {}
     for i, (snd, rcp, ts, code, used) in enumerate(zip(m["sender"], m["recipient"], m["ts"], m["is_code"],
-                                                       m["code_used"])):
+                                                       m["code_used"], strict=False)):
         win = victims.get(rcp)
         truth[i] = bool(code and win is not None and win[0] <= ts <= win[1])
         if det.observe(snd, rcp, ts, bool(code), used) is not None:

@@ -15,7 +15,7 @@ hundred microseconds (features of the caller's last 7 days, the model at most ev
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from skyshield.behaviour.service import BehaviourService, shared_service
 from skyshield.events import Action, Call, Category, Verdict
@@ -28,7 +28,7 @@ FRAUD_SIGNALS = frozenset({"SENDER_FRAUD_SCORE", "ROTATED_NUMBER", "BLOCKED_NUMB
 
 def epoch(t: datetime) -> float:
     """Seconds since the epoch; a naive time is read as UTC (as in the record files)."""
-    return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
+    return (t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp()
 
 
 def call_decision(verdict: Verdict) -> str:

@@ -34,7 +34,7 @@ class BehaviourDetector:
         out: list[list[Signal]] = []
         svc = self.service
         with svc.lock:
-            for msg, analysis in zip(ctx.messages, ctx.analyses):
+            for msg, analysis in zip(ctx.messages, ctx.analyses, strict=False):
                 if not msg.sender:
                     out.append([])
                     continue

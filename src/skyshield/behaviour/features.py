@@ -50,41 +50,80 @@ def prepare_calls(calls: pl.LazyFrame | pl.DataFrame) -> pl.LazyFrame:
         .with_columns(
             to_seconds("start").alias("ts"),
             (pl.col("start").dt.hour() < NIGHT_END_HOUR).alias("night"),
-            (pl.int_range(pl.len()).over("caller", "callee") == 0).alias("is_new"),
+            # 64-bit hashes of the numbers: group-bys on integers are several times faster than on strings
+            # (two numbers sharing a hash, odds ~n²/2⁶⁴, would merge; the stream keeps exact strings)
+            pl.col("caller").hash().alias("_ch"),
+            pl.col("callee").hash().alias("_eh"),
         )
+        .with_columns((pl.col("_ch") ^ (pl.col("_eh") * 0x9E3779B97F4A7C15)).is_first_distinct().alias("is_new"))
     )
 
 
-def _window_aggs(calls: pl.LazyFrame, messages: pl.LazyFrame, t_end: float, name: str, seconds: int) -> pl.LazyFrame:
-    lo = t_end - seconds
-    win = calls.filter((pl.col("ts") > lo) & (pl.col("ts") <= t_end))
-    n = pl.len().cast(pl.Float64)
-    gaps = pl.col("ts").diff().drop_nulls()
-    out = win.group_by("caller").agg(
-        n.alias("out_calls"),
-        pl.col("callee").n_unique().cast(pl.Float64).alias("distinct_callees"),
-        (pl.col("answered").sum() / n).alias("answer_rate"),
-        pl.col("duration").filter(pl.col("answered")).quantile(0.5, "linear").fill_null(0.0).alias("dur_p50"),
-        pl.col("duration").filter(pl.col("answered")).quantile(0.9, "linear").fill_null(0.0).alias("dur_p90"),
-        (pl.col("night").sum() / n).alias("night_share"),
-        (pl.col("is_new").sum() / n).alias("new_callee_share"),
-        pl.when(pl.len() >= 3).then(
-            pl.when(gaps.mean() > 0).then(gaps.std(ddof=0) / gaps.mean()).otherwise(0.0)
-        ).otherwise(0.0).alias("gap_cv"),
-        pl.col("cell").drop_nulls().n_unique().cast(pl.Float64).alias("distinct_cells"),
-    ).rename({"caller": "number"})
-    inc = win.group_by("callee").agg(pl.len().cast(pl.Float64).alias("in_calls")).rename({"callee": "number"})
-    sent = (
-        messages.filter((pl.col("ts") > lo) & (pl.col("ts") <= t_end))
-        .group_by("sender").agg(pl.len().cast(pl.Float64).alias("msgs_sent")).rename({"sender": "number"})
+def _window_features(calls: pl.LazyFrame, messages: pl.LazyFrame, t_end: float) -> pl.LazyFrame:
+    """All windows in one pass per side. Every per-window quantity is first an ordinary column (a flag, or a
+    value that is null outside the window) so the group-by only runs Polars' native aggregations."""
+    lo = {name: t_end - seconds for name, seconds in WINDOWS.items()}
+    win = calls.filter(pl.col("ts") > t_end - HISTORY)
+    # the caller's previous call (rows are in time order; a window function is far cheaper than a sort)
+    win = win.with_columns(pl.col("ts").shift().over("_ch").alias("_prev"))
+    prev = pl.col("_prev")
+    cols: list[pl.Expr] = []
+    aggs: list[pl.Expr] = []
+    finish: list[pl.Expr] = []
+    for name in WINDOWS:
+        inw = pl.col("ts") > lo[name]
+        cols += [
+            inw.alias(f"_in_{name}"),
+            (inw & pl.col("answered")).alias(f"_ans_{name}"),
+            (inw & pl.col("night")).alias(f"_night_{name}"),
+            (inw & pl.col("is_new")).alias(f"_new_{name}"),
+            pl.when(inw & pl.col("answered")).then(pl.col("duration")).alias(f"_dur_{name}"),
+            pl.when(prev > lo[name]).then(pl.col("ts") - prev).alias(f"_gap_{name}"),
+        ]
+        n = pl.col(f"_in_{name}").sum().cast(pl.Float64)
+        safe_n = pl.max_horizontal(n, pl.lit(1.0))
+        gap = pl.col(f"_gap_{name}")
+        aggs += [
+            n.alias(f"out_calls_{name}"),
+            (pl.col(f"_ans_{name}").sum() / safe_n).alias(f"answer_rate_{name}"),
+            (pl.col(f"_night_{name}").sum() / safe_n).alias(f"night_share_{name}"),
+            (pl.col(f"_new_{name}").sum() / safe_n).alias(f"new_callee_share_{name}"),
+            pl.col(f"_dur_{name}").quantile(0.5, "linear").alias(f"dur_p50_{name}"),
+            pl.col(f"_dur_{name}").quantile(0.9, "linear").alias(f"dur_p90_{name}"),
+            gap.mean().alias(f"_gm_{name}"),
+            gap.std(ddof=0).alias(f"_gs_{name}"),
+            gap.count().alias(f"_gn_{name}"),
+        ]
+        gm, gs = pl.col(f"_gm_{name}"), pl.col(f"_gs_{name}")
+        finish.append(pl.when((pl.col(f"_gn_{name}") >= 2) & (gm > 0)).then(gs / gm).otherwise(0.0)
+                      .alias(f"gap_cv_{name}"))
+    made = (
+        win.with_columns(*cols).group_by("_ch").agg(pl.col("caller").first(), *aggs).drop("_ch")
+        .with_columns(*finish).drop([f"_{k}_{name}" for name in WINDOWS for k in ("gm", "gs", "gn")])
     )
+    # distinct callees / cells in a window: pairs whose latest call falls inside it
+    pairs = win.group_by("_ch", "_eh").agg(pl.col("ts").max().alias("last")).group_by("_ch").agg(
+        *[(pl.col("last") > lo[name]).sum().cast(pl.Float64).alias(f"distinct_callees_{name}") for name in WINDOWS])
+    cells = (
+        win.filter(pl.col("cell").is_not_null()).group_by("_ch", "cell").agg(pl.col("ts").max().alias("last"))
+        .group_by("_ch").agg(*[(pl.col("last") > lo[name]).sum().cast(pl.Float64)
+                               .alias(f"distinct_cells_{name}") for name in WINDOWS])
+    )
+    made = made.with_columns(pl.col("caller").hash().alias("_ch"))
+    received = win.group_by("_eh").agg(pl.col("callee").first(), *[
+        (pl.col("ts") > lo[name]).sum().cast(pl.Float64).alias(f"in_calls_{name}") for name in WINDOWS]).drop("_eh")
+    sent = messages.filter(pl.col("ts") > t_end - HISTORY).group_by("sender").agg(
+        *[(pl.col("ts") > lo[name]).sum().cast(pl.Float64).alias(f"msgs_sent_{name}") for name in WINDOWS])
     joined = (
-        out.join(inc, on="number", how="full", coalesce=True)
-        .join(sent, on="number", how="full", coalesce=True)
+        made.join(pairs, on="_ch", how="left").join(cells, on="_ch", how="left").drop("_ch")
+        .rename({"caller": "number"})
+        .join(received.rename({"callee": "number"}), on="number", how="full", coalesce=True)
+        .join(sent.rename({"sender": "number"}), on="number", how="full", coalesce=True)
         .with_columns(pl.exclude("number").fill_null(0.0))
-        .with_columns((pl.col("out_calls") / (pl.col("in_calls") + 1.0)).alias("out_in_ratio"))
     )
-    return joined.select("number", *[pl.col(f).alias(f"{f}_{name}") for f in PER_WINDOW])
+    return joined.with_columns(
+        *[(pl.col(f"out_calls_{name}") / (pl.col(f"in_calls_{name}") + 1.0)).alias(f"out_in_ratio_{name}")
+          for name in WINDOWS])
 
 
 def batch_features(
@@ -110,10 +149,7 @@ def batch_features(
         t_end = at.timestamp() if at.tzinfo else (at - datetime(1970, 1, 1)).total_seconds()
     c = c.filter(pl.col("ts") <= t_end)  # ``is_new`` was computed over all history first, as a stream sees it
     m = m.filter(pl.col("ts") <= t_end)
-    frames = [_window_aggs(c, m, t_end, name, s) for name, s in WINDOWS.items()]
-    result = frames[-1]  # the 7 d window holds every active number
-    for f in frames[:-1]:
-        result = result.join(f, on="number", how="left")
+    result = _window_features(c, m, t_end)
     if activation is not None:
         act = activation.lazy().select("number", to_seconds("activated").alias("first"))
     else:

@@ -142,7 +142,7 @@ def _validate(raw: pl.DataFrame, schema: dict[str, pl.DataType], required: tuple
         checked = checked.with_columns(pl.col("direction").str.to_lowercase())
     bad = checked.filter(pl.col("_problem") != "")
     good = checked.filter(pl.col("_problem") == "").drop("_row", "_problem")
-    rejects = [Reject(int(r), str(p)) for r, p in zip(bad["_row"], bad["_problem"])]
+    rejects = [Reject(int(r), str(p)) for r, p in zip(bad["_row"], bad["_problem"], strict=False)]
     return IngestResult(good.cast(schema), rejects)  # type: ignore[arg-type]
 
 

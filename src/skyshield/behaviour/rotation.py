@@ -126,19 +126,19 @@ def evaluate(calls: pl.DataFrame, messages: pl.DataFrame, labels: pl.DataFrame,
     idx = RotationIndex(cfg)
     lab = labels.with_columns(
         (pl.col("activated").dt.epoch("us") / 1e6).alias("act"), (pl.col("blocked_at").dt.epoch("us") / 1e6).alias("b"))
-    ring = dict(zip(lab["number"], lab["ring"]))
-    act = dict(zip(lab["number"], lab["act"]))
-    device_of = dict(zip(lab["number"], lab["device"]))
-    blocks = sorted((b, n) for n, b in zip(lab["number"], lab["b"]) if b is not None)
+    ring = dict(zip(lab["number"], lab["ring"], strict=False))
+    act = dict(zip(lab["number"], lab["act"], strict=False))
+    device_of = dict(zip(lab["number"], lab["device"], strict=False))
+    blocks = sorted((b, n) for n, b in zip(lab["number"], lab["b"], strict=False) if b is not None)
     c = calls.sort("start", maintain_order=True).with_columns((pl.col("start").dt.epoch("us") / 1e6).alias("ts"))
     callees_of: dict[str, set[str]] = defaultdict(set)
     templates_of: dict[str, set[str]] = defaultdict(set)
-    for s, t in zip(messages["sender"], messages["template"]):
+    for s, t in zip(messages["sender"], messages["template"], strict=False):
         if t is not None and ring.get(s, -1) >= 0:
             templates_of[s].add(t)
     links: dict[str, tuple[str, float, int]] = {}
     bi = 0
-    for caller, callee, ts, dev in zip(c["caller"], c["callee"], c["ts"], c["device"]):
+    for caller, callee, ts, dev in zip(c["caller"], c["callee"], c["ts"], c["device"], strict=False):
         while bi < len(blocks) and blocks[bi][0] <= ts:
             b = blocks[bi][1]
             idx.block(b, callees_of[b], [device_of.get(b)] if use_devices else [], templates_of.get(b, ()))
@@ -150,7 +150,7 @@ def evaluate(calls: pl.DataFrame, messages: pl.DataFrame, labels: pl.DataFrame,
         link = idx.check(caller, [dev] if (dev and use_devices) else [], ())
         if link:
             links[caller] = (link.blocked, ts, len(idx._callees[caller]))
-    successors = {n for n, p in zip(lab["number"], lab["predecessor"]) if p is not None}
+    successors = {n for n, p in zip(lab["number"], lab["predecessor"], strict=False) if p is not None}
     correct = [n for n, (b, _, _) in links.items() if ring.get(n, -1) >= 0 and ring.get(n) == ring.get(b)]
     # a successor can only be linked once its predecessor was blocked within the simulated period
     reachable = {n for n in successors if n in callees_of}

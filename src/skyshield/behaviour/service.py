@@ -34,6 +34,7 @@ class BehaviourService:
         self.score_min = float(cfg["fraud_score_min"])
         self.auto_block = float(cfg["auto_block_score"])
         self.rescore_every = parse_duration(cfg["rescore_every"])
+        self.model_min_events = int(cfg["model_min_events"])
         self.simbox_min_calls = int(cfg["simbox_min_calls_24h"])
         self.simbox_min_numbers = int(cfg["simbox_min_numbers_per_device"])
         min_senders, window = parse_rate(cfg["bombing"])
@@ -123,7 +124,8 @@ class BehaviourService:
             if link:
                 signals.append(Signal("ROTATED_NUMBER", 1.0, {"why": link.why(), "blocked": link.blocked,
                                                               **{k: v for k, v in link.evidence.items()}}))
-        if self.model is not None:
+        # A number's first few events say little; without an activation table every number starts "new".
+        if self.model is not None and len(st.out) + len(st.sent) >= self.model_min_events:
             prob, reasons = self._score(number, ts)
             if prob >= self.score_min:
                 signals.append(Signal("SENDER_FRAUD_SCORE", round(prob, 4), {

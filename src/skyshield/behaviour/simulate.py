@@ -135,7 +135,7 @@ def simulate(cfg: SimConfig) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, 
     caller, callee, t = caller[ok], callee[ok], t[ok]
     k = len(caller)
     answered = rng.random(k) < 0.82
-    dur = np.where(answered, np.round(rng.lognormal(np.log(75), 1.0, k)), 0.0)
+    dur = np.where(answered, np.round(rng.lognormal(np.log(40), 1.1, k)), 0.0)
     moving = rng.random(k) < 0.35
     cell = np.where(moving, rng.integers(0, n_comm * 3, k), sub_cell[caller])
     calls.add(caller=caller, callee=callee, t=t, duration=dur, answered=answered, cell=cell,
@@ -246,7 +246,7 @@ def simulate(cfg: SimConfig) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, 
                 if len(prev) and len(back):
                     callee[back] = prev[rng.integers(0, len(prev), len(back))]
             calls.add(caller=nums[which], callee=callee, t=t,
-                      duration=np.where(ans, np.round(rng.lognormal(np.log(25), 0.9, k)), 0.0), answered=ans,
+                      duration=np.where(ans, np.round(rng.lognormal(np.log(40), 1.0, k)), 0.0), answered=ans,
                       cell=np.full(k, cell_of_ring), device=dev_ids[which])
             # follow-up SMS with the ring's template to some answered victims
             sel = ans & (rng.random(k) < 0.5)

@@ -16,6 +16,8 @@ import numpy as np
 
 from skyshield.behaviour.features import FEATURE_NAMES, HISTORY, NIGHT_END_HOUR, PER_WINDOW, WINDOWS
 
+_NIGHT_S = NIGHT_END_HOUR * 3600
+
 
 class NumberState:
     __slots__ = ("out", "inc", "sent", "contacts", "first", "codes_in", "devices")
@@ -58,10 +60,10 @@ class StreamFeatures:
         if is_new:
             contacts.add(callee)
         out = st.out
-        out.append((ts, callee, answered, duration, (ts % 86_400) < NIGHT_END_HOUR * 3600, is_new, cell))
+        out.append((ts, callee, answered, duration, ts % 86_400 < _NIGHT_S, is_new, cell))
         while out[0][0] <= horizon:
             out.popleft()
-        if device is not None and device not in st.devices:
+        if device is not None:
             st.devices.add(device)
         other = self.numbers.get(callee)
         if other is None:

@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 
-from skyshield.compliance.detector import RECIPIENT_ZONES, ComplianceDetector
+from skyshield.compliance.detector import DECLARED_CATEGORIES, RECIPIENT_ZONES, ComplianceDetector
 from skyshield.compliance.ledger import ConsentLedger, clean_signature, to_utc
 from skyshield.compliance.templates import (
     FIX,
@@ -46,6 +46,8 @@ from skyshield.policy import Policy
 COLUMNS = ["recipient", "template", "template_id", "signature", "category", "variables", "send_at",
            "recipient_timezone", "sender", "tenant", "consent_ref", "campaign"]
 _CHUNK = 1000
+#: A signal worth this many points counts as a reason in "blocked sends by signal" (rules, confident models).
+STRONG_POINTS = 10.0
 _NUMBER = re.compile(r"\+?[0-9][0-9 ()\-]{4,24}")
 
 
@@ -60,8 +62,9 @@ class SendResult:
     template: int  # index into CampaignReport.templates
     action: str
     reasons: list[str]
-    signals: list[str]
+    signals: list[str]  # every signal that added points
     notes: list[str] = field(default_factory=list)
+    strong: list[str] = field(default_factory=list)  # signals worth STRONG_POINTS or more: what the summary counts
 
 
 @dataclass(slots=True)
@@ -72,10 +75,21 @@ class CampaignReport:
     templates: list[TemplateAudit]
     sends: list[SendResult]
     errors: list[str]  # "row N: why", rows that were skipped
+    header: list[str] = field(default_factory=list)
+    #: The fields of every well-formed row, by line number (to write the deliverable rows back out).
+    fields: dict[int, list[str]] = field(default_factory=dict)
+
+    def write_deliverable(self, out: Any) -> int:
+        """Write the header and the rows that would not be blocked, as CSV; returns how many rows."""
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(self.header)
+        kept = [s.row for s in self.sends if s.action != Action.BLOCK.value]
+        writer.writerows(self.fields[row] for row in kept)
+        return len(kept)
 
     def summary(self) -> dict[str, Any]:
         actions = Counter(s.action for s in self.sends)
-        blocked_by = Counter(name for s in self.sends if s.action == Action.BLOCK.value for name in s.signals)
+        blocked_by = Counter(name for s in self.sends if s.action == Action.BLOCK.value for name in s.strong)
         return {
             "outcome": self.outcome,
             "templates": dict(Counter(t.outcome for t in self.templates)),
@@ -106,7 +120,8 @@ class CampaignReport:
             lines.append(f"template {n} [{t.outcome}] {t.category}: {t.text[:60]}")
             lines.extend(f"  - {f.severity} {f.code}: {f.message}" for f in t.findings)
         if s["blocked_by"]:
-            lines.append("blocked sends by signal: " + ", ".join(f"{k} {v}" for k, v in s["blocked_by"].items()))
+            counted = ", ".join(f"{k} {v}" for k, v in s["blocked_by"].items())
+            lines.append(f"blocked sends by signal (10+ points): {counted}")
         shown = [x for x in self.sends if x.action == Action.BLOCK.value][:limit_rows]
         for x in shown:
             lines.append(f"  row {x.row} {x.recipient}: block — {'; '.join(x.reasons[:3])}")
@@ -155,7 +170,10 @@ def _variables(raw: str) -> dict[str, str]:
     if not raw:
         return {}
     if raw.startswith("{"):
-        value = json.loads(raw)
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"variables are not valid JSON ({exc.msg}, char {exc.pos})") from None
         if not isinstance(value, dict):
             raise ValueError("variables must be a JSON object")
         return {str(k): str(v) for k, v in value.items()}
@@ -196,6 +214,7 @@ def audit_campaign(data: bytes, *, policy: Policy, engine: Engine, ledger: Conse
         raise CampaignFileError(f"{source}: a campaign needs a recipient column and a template or template_id column")
     errors: list[str] = []
     sends: list[_Send] = []
+    kept_fields: dict[int, list[str]] = {}
     templates: dict[tuple, dict[str, Any]] = {}
     line = reader.line_num
     while True:
@@ -214,10 +233,13 @@ def audit_campaign(data: bytes, *, policy: Policy, engine: Engine, ledger: Conse
         try:
             if bad_lines & set(range(start, line + 1)):
                 raise ValueError("not valid UTF-8 (nor GB18030); fix the file's encoding")
+            if any("\x00" in f for f in fields):
+                raise ValueError("contains a NUL byte (binary data, or a UTF-16 file?)")
             if len(fields) != len(header):
                 raise ValueError(f"{len(fields)} fields, the header has {len(header)}")
             row = dict(zip(header, (f.strip() for f in fields), strict=False))
             sends.append(_row_send(row, start, tenant, region, registry, templates, ledger))
+            kept_fields[start] = fields
         except (ValueError, KeyError) as exc:
             errors.append(f"row {start}: {exc}")
     auditor = Auditor(policy, engine.analyse, engine.model)
@@ -228,7 +250,7 @@ def audit_campaign(data: bytes, *, policy: Policy, engine: Engine, ledger: Conse
     outcome = max((a.outcome for a in audits), key={PASS: 0, FIX: 1, REJECT: 2}.__getitem__, default=PASS)
     if errors and outcome == PASS:
         outcome = FIX
-    return CampaignReport(source, outcome, encoding, audits, results, errors)
+    return CampaignReport(source, outcome, encoding, audits, results, errors, header, kept_fields)
 
 
 def _row_send(row: dict[str, str], line: int, tenant: str, region: str, registry: TemplateRegistry,
@@ -306,13 +328,14 @@ def _run_sends(sends: list[_Send], policy: Policy, engine: Engine, ledger: Conse
     results: list[SendResult] = []
     for start in range(0, len(ordered), _CHUNK):
         chunk = ordered[start:start + _CHUNK]
-        extra = {RECIPIENT_ZONES: [s.zone for s in chunk]}
+        extra = {RECIPIENT_ZONES: [s.zone for s in chunk], DECLARED_CATEGORIES: [s.template_key[3] for s in chunk]}
         messages = [s.message for s in chunk]
         verdicts = dry.check(messages, extra)
         detector.settle(BatchContext(messages, [], [], extra), verdicts)
         for send, verdict in zip(chunk, verdicts, strict=False):
             results.append(SendResult(
                 send.row, mask(send.message.recipient), index[send.template_key], verdict.action.value,
-                verdict.reasons(), [s.name for s in verdict.signals if s.points > 0], send.notes))
+                verdict.reasons(), [s.name for s in verdict.signals if s.points > 0], send.notes,
+                [s.name for s in verdict.signals if s.points >= STRONG_POINTS]))
     results.sort(key=lambda r: r.row)
     return results

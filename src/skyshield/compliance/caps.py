@@ -54,15 +54,18 @@ class SlidingCounter:
             return 0
         return bisect.bisect_right(events, t) - bisect.bisect_right(events, t - window_s)
 
-    def check_and_add(self, key: Hashable, t: float, rates: Sequence[Rate], rule: str) -> list[CapHit]:
-        """The caps ``t`` breaks given the sends so far; the send is then counted (reserve)."""
+    def check_and_add(
+        self, key: Hashable, t: float, rates: Sequence[Rate], rule: str, add: bool = True
+    ) -> list[CapHit]:
+        """The caps ``t`` breaks given the sends so far; the send is then counted (reserved) when ``add``."""
         with self._lock:
             hits = []
             for rate in rates:
                 n = self.count(key, t, rate.window_s)
                 if n >= rate.limit:
                     hits.append(CapHit(rule, rate.text, rate.window_s, n, rate.limit))
-            bisect.insort(self._events.setdefault(key, []), t)
+            if add:
+                bisect.insort(self._events.setdefault(key, []), t)
             return hits
 
     def add(self, key: Hashable, t: float) -> None:

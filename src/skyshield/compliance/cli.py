@@ -24,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="declared category of --text")
     p.add_argument("--tenant", default="default")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
+    p.add_argument("--deliverable", metavar="OUT.csv", help="campaign: write the rows that would not be blocked")
     p.add_argument("--db", help=db_help)
     p.set_defaults(handler=_audit)
 
@@ -156,6 +157,10 @@ def _audit(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_dict(), ensure_ascii=False, indent=1, default=str))
     else:
         print(report.render())
+    if args.deliverable:
+        with open(args.deliverable, "w", encoding="utf-8", newline="") as out:
+            n = report.write_deliverable(out)
+        print(f"wrote {n} deliverable row(s) to {args.deliverable}", file=sys.stderr)
     return EXIT[report.outcome]
 
 

@@ -5,14 +5,16 @@ only), QUIET_HOURS, FREQUENCY_CAP, TEMPLATE_UNMATCHED / TEMPLATE_MATCHED. Each n
 evidence: the consent record id, the local time and zone, the window, the count and the limit.
 
 How caps count real sends: ``detect`` counts each message as a send in its windows at once (so two
-messages of one batch see each other) and writes it to the ledger's send log; ``settle(ctx,
-verdicts)`` then un-counts the messages whose verdict is ``block``. An ingress (or the engine) calls
+messages of one batch see each other) and writes it to the ledger's send log, unless its own
+signals already reach the ``block`` threshold; ``settle(ctx, verdicts)`` then un-counts the
+messages whose final verdict is ``block``. An ingress (or the engine) calls
 ``settle`` after deciding; where nobody does, blocked messages stay counted, which errs on the side
 of fewer sends. ``dry_run`` (used by the pre-audit) counts in memory only and writes nothing.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,9 +26,13 @@ from skyshield.engine import BatchContext
 from skyshield.events import Action, Signal, Verdict
 from skyshield.policy import Policy, PolicyError, parse_duration
 
+log = logging.getLogger("skyshield.compliance")
+
 RESERVATIONS = "compliance.reservations"
 #: ``ctx.extra`` key: a list (one per message) of IANA zones given by the sender, or None.
 RECIPIENT_ZONES = "compliance.recipient_zones"
+#: ``ctx.extra`` key: a list (one per message) of the category the sender declared (campaign files), or None.
+DECLARED_CATEGORIES = "compliance.declared_categories"
 
 _RULE_NAMES = {"sig": "per signature and recipient", "platform": "per recipient, platform-wide"}
 
@@ -42,7 +48,7 @@ class ComplianceDetector:
     name = "compliance"
 
     def __init__(self, policy: Policy, ledger: ConsentLedger | None = None, *, dry_run: bool = False,
-                 templates: Any = None):
+                 templates: Any = None, settings: Any = None):
         conf = policy.section("detectors.compliance")
         self.policy = policy
         self.marketing = set(conf["marketing_categories"])
@@ -65,15 +71,35 @@ class ComplianceDetector:
         self.longest_window = max(longest, default=0)
         self.template_categories = set(conf["templates"]["require_match_for"])
         self.dry_run = dry_run
+        self.block_at = float(policy.section("actions").get("block", float("inf")))
         self.counter = SlidingCounter()
         self._ledger = ledger
+        self._settings = settings  # where the ledger lives when none is given (default: load_settings())
+        self._ephemeral = False  # True when the ledger is an in-memory stand-in (no database configured yet)
         self._templates = templates
         self._warm = dry_run  # a dry run starts from empty counters
 
     @property
     def ledger(self) -> ConsentLedger:
+        """The ledger given, else the one in the configured database (``SKYSHIELD_DB``) once that exists.
+
+        The database is created by whoever owns the process's state (the API and gateways open the verdict
+        store at start; ``skyshield consent import`` creates it). An engine built without one, e.g. a script
+        or a test calling ``build_engine``, gets an in-memory ledger instead of leaving files in the
+        working folder, and says so in the log.
+        """
         if self._ledger is None:
-            self._ledger = ConsentLedger.from_settings()
+            from skyshield.config import load_settings
+
+            settings = self._settings or load_settings()
+            path = settings.sqlite_path if settings.db_url.startswith("sqlite:///") else None
+            if path is not None and not path.exists():
+                log.warning("consent ledger: %s does not exist yet; consent, opt-outs and send counts are kept in "
+                            "memory for this engine only", path)
+                self._ledger = ConsentLedger(":memory:", b"\0" * 32)
+                self._ephemeral = True
+            else:
+                self._ledger = ConsentLedger.from_settings(settings)
         return self._ledger
 
     @property
@@ -92,6 +118,8 @@ class ComplianceDetector:
         if not self.longest_window:
             return
         since = datetime.now(UTC).timestamp() - self.longest_window
+        # The send log also attributes replies to a signature, so it keeps at least 30 days.
+        self.ledger.purge_sends(since - max(30 * 86400 - self.longest_window, 0))
         for tenant, scope, _sender, pseudo, category, ts in self.ledger.recent_sends(since):
             for key in self._keys(tenant, scope, pseudo, category):
                 self.counter.add(key, ts)
@@ -113,8 +141,13 @@ class ComplianceDetector:
         zones = ctx.extra.get(RECIPIENT_ZONES) or [None] * len(ctx.messages)
         signatures = [clean_signature(a.entities.signature.text if a.entities.signature else "") for a in ctx.analyses]
         pseudos = [self.ledger.pseudonym(m.recipient) if m.recipient else "" for m in ctx.messages]
-        marketing = [bool(m.recipient) and self.is_marketing(p.category, p.probabilities)
-                     for m, p in zip(ctx.messages, ctx.predictions, strict=False)]
+        matches = self._find_templates(ctx, signatures)
+        declared = ctx.extra.get(DECLARED_CATEGORIES) or [None] * len(ctx.messages)
+        # Marketing by the model, or by the sender's own word (declared, or the approved template it fills):
+        # a declaration can only add obligations, never remove them.
+        marketing = [bool(m.recipient) and (self.is_marketing(p.category, p.probabilities) or d in self.marketing
+                                            or (t is not None and t.category in self.marketing))
+                     for m, p, d, t in zip(ctx.messages, ctx.predictions, declared, matches, strict=False)]
         self._consent(ctx, signatures, pseudos, marketing, out)
         for i, (msg, pred) in enumerate(zip(ctx.messages, ctx.predictions, strict=False)):
             category = "promotion" if marketing[i] else pred.category
@@ -128,7 +161,7 @@ class ComplianceDetector:
                     }))
         if self.caps_enabled:
             self._caps(ctx, signatures, pseudos, marketing, out)
-        self._match_templates(ctx, signatures, marketing, out)
+        self._template_signals(ctx, matches, marketing, out)
         return out
 
     def _consent(self, ctx: BatchContext, signatures: list[str], pseudos: list[str], marketing: list[bool],
@@ -193,13 +226,18 @@ class ComplianceDetector:
             if not keys:
                 continue
             t = msg.time.timestamp()
+            # A send this detector already refuses (no consent, quiet hours...) will be blocked: do not count it,
+            # so a later send in the same batch is not capped by it.
+            doomed = sum(self.policy.weight(s.name) * s.score for s in out[i]) >= self.block_at
             hits: list[CapHit] = []
             for key in keys:
                 rates = self.rates[category] if key[0] == "sig" else self.platform_rates[category]
-                hits.extend(self.counter.check_and_add(key, t, rates, f"{category} {_RULE_NAMES[key[0]]}"))
-            row = (msg.tenant, scope, msg.sender, pseudos[i], category, t)
-            reservations[i] = [keys, t, row]
-            rows.append(row)
+                hits.extend(self.counter.check_and_add(key, t, rates, f"{category} {_RULE_NAMES[key[0]]}",
+                                                       add=not doomed))
+            if not doomed:
+                row = (msg.tenant, scope, msg.sender, pseudos[i], category, t)
+                reservations[i] = [keys, t, row]
+                rows.append(row)
             if hits:
                 first = hits[0]
                 out[i].append(Signal("FREQUENCY_CAP", 1.0, {
@@ -215,22 +253,27 @@ class ComplianceDetector:
             newest = max(r[5] for r in rows)
             self.counter.prune(newest - self.longest_window - 86400)
 
-    def _match_templates(self, ctx: BatchContext, signatures: list[str], marketing: list[bool],
-                         out: list[list[Signal]]) -> None:
+    def _find_templates(self, ctx: BatchContext, signatures: list[str]) -> list[Any]:
+        """The approved template each message fills in (None where none, or its tenant registered none)."""
+        found: list[Any] = [None] * len(ctx.messages)
         if not self.template_categories:
-            return
+            return found
+        for i, msg in enumerate(ctx.messages):
+            if self.templates.has_templates(msg.tenant):
+                found[i] = self.templates.match(msg.tenant, ctx.analyses[i].original, signatures[i])
+        return found
+
+    def _template_signals(self, ctx: BatchContext, matches: list[Any], marketing: list[bool],
+                          out: list[list[Signal]]) -> None:
         for i, (msg, pred) in enumerate(zip(ctx.messages, ctx.predictions, strict=False)):
             category = "promotion" if marketing[i] else pred.category
-            if category not in self.template_categories or not self.templates.has_templates(msg.tenant):
-                continue
-            match = self.templates.match(msg.tenant, ctx.analyses[i].original, signatures[i])
-            if match is not None:
-                out[i].append(Signal("TEMPLATE_MATCHED", 1.0, {"rule": "template", "template": match.id}))
-            else:
+            if matches[i] is not None:
+                out[i].append(Signal("TEMPLATE_MATCHED", 1.0, {"rule": "template", "template": matches[i].id,
+                                                               "category": matches[i].category}))
+            elif category in self.template_categories and self.templates.has_templates(msg.tenant):
+                n = self.templates.count(msg.tenant)
                 out[i].append(Signal("TEMPLATE_UNMATCHED", 1.0, {
-                    "rule": "template", "checked": self.templates.count(msg.tenant),
-                    "why": f"matches none of the tenant's {self.templates.count(msg.tenant)} approved templates",
-                }))
+                    "rule": "template", "checked": n, "why": f"matches none of the tenant's {n} approved templates"}))
 
     def settle(self, ctx: BatchContext, verdicts: Sequence[Verdict]) -> None:
         """Un-count the sends of blocked messages; everything else stays counted as sent."""

@@ -133,7 +133,13 @@ def handle_reply(ledger: Any, policy: Any, *, text: str, recipient: str, sender:
     confirmation = None
     if new:
         conf = policy.section("detectors.compliance.consent")
-        pattern = conf["confirm_zh"] if parsed.language == "zh" else conf["confirm_en"]
+        # Chinese when the brand or the reply is, or a CN number used a CN-style code (TD, T, R, N).
+        cn_number = recipient.strip().startswith(("+86", "0086")) or re.fullmatch(r"1\d{10}", recipient.strip())
+        chinese = (bool(re.search(r"[\u3400-\u9fff]", sig or "")) or parsed.language == "zh"
+                   or (bool(cn_number) and parsed.keyword in {"TD", "T", "R", "N"}))
+        pattern = conf["confirm_zh"] if chinese else conf["confirm_en"]
+        if pattern and not sig:  # no brand known: leave the bracketed signature out rather than show a number
+            pattern = pattern.replace("【{signature}】", "").replace("[{signature}] ", "")
         if pattern:
             confirmation = pattern.replace("{signature}", sig or sender)
     return ReplyOutcome(True, parsed.keyword, parsed.why, scope, record.id, new, confirmation)

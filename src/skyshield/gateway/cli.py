@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 from typing import Any
 
@@ -15,6 +16,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--upstream", required=True, help="HOST:PORT of the SMS centre")
     p.add_argument("--no-scoring", action="store_true", help="relay without judging (a pass-through baseline)")
     p.add_argument("--no-record", action="store_true", help="do not write verdicts to the store")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes sharing the port (SO_REUSEPORT), one engine each; binds are spread across them")
     p.add_argument("--log-level", default="INFO")
     p.set_defaults(handler=run_smpp)
 
@@ -45,6 +48,31 @@ def _serve_until_stopped(start: Any, stop: Any) -> None:
 
 
 def run_smpp(args: argparse.Namespace) -> int:
+    if args.workers <= 1:
+        return run_smpp_worker(args)
+    import multiprocessing
+
+    # Workers fork before any engine is built; each builds its own (behaviour counters are per worker
+    # unless the policy points them at a shared store).
+    ctx = multiprocessing.get_context("fork")
+    workers = [ctx.Process(target=run_smpp_worker, args=(args, True), name=f"smpp-worker-{i}")
+               for i in range(args.workers)]
+    for w in workers:
+        w.start()
+
+    def forward(signum: int, frame: Any) -> None:
+        for w in workers:
+            if w.is_alive() and w.pid is not None:
+                os.kill(w.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for w in workers:
+        w.join()
+    return max((w.exitcode or 0) for w in workers)
+
+
+def run_smpp_worker(args: argparse.Namespace, reuse_port: bool = False) -> int:
     from skyshield.gateway.recording import open_recorder
     from skyshield.gateway.replies import open_reply_handler
     from skyshield.gateway.smpp import Firewall, parse_hostport
@@ -68,7 +96,7 @@ def run_smpp(args: argparse.Namespace) -> int:
     firewall = Firewall(policy, engine, upstream, scoring=not args.no_scoring, recorder=recorder, on_reply=replies)
 
     async def start() -> None:
-        await firewall.start(*listen)
+        await firewall.start(*listen, reuse_port=reuse_port)
         print(f"SMPP firewall on {listen[0]}:{listen[1]} -> SMS centre {upstream[0]}:{upstream[1]}"
               f"{' (pass-through, no scoring)' if args.no_scoring else ''}", flush=True)
 
@@ -80,6 +108,7 @@ def run_smpp(args: argparse.Namespace) -> int:
         recorder.close()
     if replies is not None:
         replies.close()
+    print(firewall.scorer.stats())
     print("decisions: " + ", ".join(f"{k}={v}" for k, v in firewall.counts.items()))
     return 0
 

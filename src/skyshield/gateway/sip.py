@@ -2,8 +2,9 @@
 
 allow → the INVITE goes on to the next hop (our Via on top, Max-Forwards one less); responses come
 back along the Via headers. block → the proxy answers ``607 Unwanted`` (RFC 8197) or ``603 Decline``
-itself. suspected (tag / fold / hold-less-than-block) → forwarded with a label header the handset
-can show (by default ``Warning: 399 skyshield "suspected spam"``; see docs/gateway.md).
+itself. suspected (fold / hold by default) → forwarded with a label header the handset can show
+(by default ``Warning: 399 skyshield "suspected spam"``; see docs/gateway.md). When the call ends,
+its outcome (answered, duration) goes back to the screener, which learns callers' answer rates.
 
 Requests from the next hop (the callee side) are routed by their Request-URI; everything else goes
 to the next hop. Retransmitted INVITEs get the same decision without being screened again, and the
@@ -41,7 +42,7 @@ class CallScreener(Protocol):
 class SipSettings:
     block_code: int = 607
     suspect_headers: tuple[str, ...] = ('Warning: 399 skyshield "suspected spam"',)
-    suspect_actions: frozenset[Action] = frozenset({Action.TAG, Action.FOLD})
+    suspect_actions: frozenset[Action] = frozenset({Action.FOLD, Action.HOLD})
     fail_open: bool = True
     decision_memory: float = 32.0
     decision_log: str = ""
@@ -52,8 +53,12 @@ class SipSettings:
         s = policy.section("gateway.sip")
         if s["block_code"] not in REASONS:
             raise PolicyError(f"{policy.source}: gateway.sip.block_code must be 607 (Unwanted) or 603 (Decline)")
-        if s["hold"] not in ("block", "label"):
-            raise PolicyError(f"{policy.source}: gateway.sip.hold must be \"block\" or \"label\", got {s['hold']!r}")
+        try:
+            label = frozenset(Action(a) for a in s["label_actions"])
+        except ValueError as exc:
+            raise PolicyError(f"{policy.source}: gateway.sip.label_actions: {exc}") from None
+        if Action.BLOCK in label:
+            raise PolicyError(f"{policy.source}: gateway.sip.label_actions cannot hold \"block\"")
         headers = tuple(s["suspect_headers"])
         for h in headers:
             if ":" not in h or "\n" in h or "\r" in h:
@@ -61,7 +66,7 @@ class SipSettings:
         return cls(
             block_code=int(s["block_code"]),
             suspect_headers=headers,
-            suspect_actions=frozenset({Action.TAG, Action.FOLD} | ({Action.HOLD} if s["hold"] == "label" else set())),
+            suspect_actions=label,
             fail_open=bool(s["fail_open"]),
             decision_memory=float(parse_duration(s["decision_memory"])),
             decision_log=s["decision_log"],
@@ -87,6 +92,8 @@ class SipProxy(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
         self.host, self.port = "127.0.0.1", 5060
         self.decisions: OrderedDict[str, Decision] = OrderedDict()
+        #: Calls let through, by Call-ID: the Call and when it was answered (for the screener's outcome()).
+        self.live: OrderedDict[str, list[Any]] = OrderedDict()
         self._log_file = None
         if self.settings.decision_log:
             path = Path(self.settings.decision_log)
@@ -157,9 +164,11 @@ class SipProxy(asyncio.DatagramProtocol):
             top.params["received"] = addr[0]
         if "rport" in top.params:
             top.params["rport"] = str(addr[1])
-        msg.headers[[S.canonical(n) for n, _ in msg.headers].index("via")] = ("Via", S.format_via(top))
+        msg.headers[msg.index("via")] = ("Via", S.format_via(top))
         key = f"{msg.call_id}|{top.branch}"
         known = self.decisions.get(key)
+        if msg.method == "BYE":
+            self.call_ended(msg.call_id)
         if msg.method in ("ACK", "CANCEL") and known is not None and known.action == "refuse":
             if msg.method == "CANCEL":
                 self.send_response(msg, 200, "OK", addr)
@@ -184,7 +193,7 @@ class SipProxy(asyncio.DatagramProtocol):
             if decision.action == "label":
                 for line in self.settings.suspect_headers:
                     name, _, value = line.partition(":")
-                    msg.headers.append((name.strip(), value.strip()))
+                    msg.add(name.strip(), value.strip())
         self.forward(msg, addr, top)
 
     def forward(self, msg: S.SipMessage, addr: tuple[str, int], top: S.Via) -> None:
@@ -218,8 +227,7 @@ class SipProxy(asyncio.DatagramProtocol):
             self.counts["screen_failed"] += 1
         if verdict is None:
             action = "forward" if self.settings.fail_open else "refuse"
-        elif verdict.action is Action.BLOCK or (verdict.action is Action.HOLD
-                                                and Action.HOLD not in self.settings.suspect_actions):
+        elif verdict.action is Action.BLOCK:
             action = "refuse"
         elif verdict.action in self.settings.suspect_actions:
             action = "label"
@@ -227,6 +235,10 @@ class SipProxy(asyncio.DatagramProtocol):
             action = "forward"
         decision = Decision(action, verdict, time.monotonic())
         self.remember(key, decision)
+        if action != "refuse":
+            self.live[msg.call_id] = [call, None]
+            while len(self.live) > 100_000:
+                self.live.popitem(last=False)
         self.counts[action] += 1
         self.record(msg, call, decision)
         return decision
@@ -251,6 +263,20 @@ class SipProxy(asyncio.DatagramProtocol):
                                      "verdict": v.to_dict(top_signals=5) if v else None}
             self._log_file.write(json.dumps(entry, ensure_ascii=False) + "\n")
 
+    def report_outcome(self, call: Call, duration: float, answered: bool) -> None:
+        outcome = getattr(self.screener, "outcome", None)
+        if outcome is None:
+            return
+        try:
+            outcome(call, duration=duration, answered=answered)
+        except Exception:  # noqa: BLE001 - learning from the outcome must not disturb the call
+            log.exception("screener.outcome failed for %s", call.caller)
+
+    def call_ended(self, call_id: str) -> None:
+        entry = self.live.pop(call_id, None)
+        if entry is not None and entry[1] is not None:
+            self.report_outcome(entry[0], time.monotonic() - entry[1], True)
+
     # -- responses ----------------------------------------------------------------------------------
 
     def on_response(self, msg: S.SipMessage, addr: tuple[str, int]) -> None:
@@ -260,6 +286,13 @@ class SipProxy(asyncio.DatagramProtocol):
             log.info("dropped a response whose top Via is not this proxy: %s", vias[0][:80])
             return
         msg.remove_first("via")
+        if msg.status is not None and msg.status >= 200 and msg.cseq[1] == "INVITE":
+            entry = self.live.get(msg.call_id)
+            if entry is not None and msg.status < 300:
+                entry[1] = entry[1] or time.monotonic()
+            elif entry is not None:
+                del self.live[msg.call_id]
+                self.report_outcome(entry[0], 0.0, False)
         if len(vias) < 2:
             return  # a response to a request the proxy itself sent: none are sent, so nothing to do
         self.send(msg, self.reply_address(vias[1]))

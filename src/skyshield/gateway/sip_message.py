@@ -37,45 +37,63 @@ class SipMessage:
     #: Headers as (name as written, value), in order; a comma-joined Via is split into one entry each.
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
+    _canonical: list[str] | None = field(default=None, repr=False, compare=False)
 
     @property
     def is_request(self) -> bool:
         return self.method is not None
 
+    def _keys(self) -> list[str]:
+        # Canonical names, computed once per header list (the proxy looks headers up many times per message).
+        keys = self._canonical
+        if keys is None or len(keys) != len(self.headers):
+            keys = self._canonical = [canonical(n) for n, _ in self.headers]
+        return keys
+
     def get(self, name: str, default: str | None = None) -> str | None:
-        key = canonical(name)
-        for n, v in self.headers:
-            if canonical(n) == key:
+        key = COMPACT.get(name.lower(), name.lower())
+        for k, (_, v) in zip(self._keys(), self.headers, strict=True):
+            if k == key:
                 return v
         return default
 
     def get_all(self, name: str) -> list[str]:
-        key = canonical(name)
-        return [v for n, v in self.headers if canonical(n) == key]
+        key = COMPACT.get(name.lower(), name.lower())
+        return [v for k, (_, v) in zip(self._keys(), self.headers, strict=True) if k == key]
+
+    def index(self, name: str) -> int:
+        """Position of the first header of that name; -1 when there is none."""
+        key = COMPACT.get(name.lower(), name.lower())
+        keys = self._keys()
+        return keys.index(key) if key in keys else -1
 
     def set(self, name: str, value: str) -> None:
         """Replace the first header of that name (or add it at the end)."""
-        key = canonical(name)
-        for i, (n, _) in enumerate(self.headers):
-            if canonical(n) == key:
-                self.headers[i] = (n, value)
-                return
+        i = self.index(name)
+        if i >= 0:
+            self.headers[i] = (self.headers[i][0], value)
+        else:
+            self.add(name, value)
+
+    def add(self, name: str, value: str) -> None:
         self.headers.append((name, value))
+        self._canonical = None
 
     def remove_first(self, name: str) -> str | None:
-        key = canonical(name)
-        for i, (n, v) in enumerate(self.headers):
-            if canonical(n) == key:
-                del self.headers[i]
-                return v
-        return None
+        i = self.index(name)
+        if i < 0:
+            return None
+        self._canonical = None
+        return self.headers.pop(i)[1]
 
     def prepend(self, name: str, value: str) -> None:
         self.headers.insert(0, (name, value))
+        self._canonical = None
 
     def encode(self) -> bytes:
         start = f"{self.method} {self.uri} SIP/2.0" if self.is_request else f"SIP/2.0 {self.status} {self.reason}"
-        lines = [start] + [f"{n}: {v}" for n, v in self.headers if canonical(n) != "content-length"]
+        lines = [start] + [f"{n}: {v}" for k, (n, v) in zip(self._keys(), self.headers, strict=True)
+                           if k != "content-length"]
         lines.append(f"Content-Length: {len(self.body)}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8") + self.body
 

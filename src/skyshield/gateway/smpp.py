@@ -15,12 +15,14 @@ bind and affects no other bind.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import itertools
 import logging
 import os
 import struct
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +57,7 @@ class SmppSettings:
     throttled_status: int = P.ESME_RTHROTTLED
     batch_max: int = 256
     batch_wait: float = 0.001
+    engine_thread: bool = True
     reassembly_timeout: float = 10.0
     verdict_tlv: int = 0
     upstream_timeout: float = 10.0
@@ -84,6 +87,7 @@ class SmppSettings:
             throttled_status=int(s["throttled_status"]),
             batch_max=int(s["batch_max"]),
             batch_wait=float(s["batch_wait_ms"]) / 1000.0,
+            engine_thread=bool(s["engine_thread"]),
             reassembly_timeout=float(parse_duration(s["reassembly_timeout"])),
             verdict_tlv=int(s["verdict_tlv"]),
             upstream_timeout=float(parse_duration(s["upstream_timeout"])),
@@ -195,7 +199,12 @@ class _Framed(asyncio.Protocol):
 
 
 class BatchScorer:
-    """Collects whole messages from every bind and judges them in one engine call per micro-batch."""
+    """Collects whole messages from every bind and judges them in one engine call per micro-batch.
+
+    With ``engine_thread`` the engine runs on one worker thread, one batch at a time, while the event
+    loop goes on reading and relaying; what arrives meanwhile forms the next batch, so batches grow
+    with the load by themselves. Without it, the engine runs on the event loop.
+    """
 
     def __init__(self, engine: Any, settings: SmppSettings, recorder: Any = None, passthrough: bool = False):
         self.engine = engine
@@ -203,44 +212,89 @@ class BatchScorer:
         self.settings = settings
         self.recorder = recorder
         self.pending: list[tuple[EsmeSession, Group, Message]] = []
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
+        self._busy = False
+        self._executor: ThreadPoolExecutor | None = None
+        if engine is not None and settings.engine_thread:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="skyshield-engine")
         self.batches = 0
         self.judged = 0
         self.failures = 0
+        self.engine_seconds = 0.0
+
+    def stats(self) -> str:
+        if not self.judged:
+            return "engine: no messages judged"
+        rate = self.judged / max(self.engine_seconds, 1e-9)
+        return (f"engine: {self.judged} messages in {self.batches} batches (mean {self.judged / self.batches:.1f}), "
+                f"{self.engine_seconds:.2f} s in engine.check ({rate:,.0f} msg/s)")
 
     def submit(self, session: EsmeSession, group: Group, message: Message) -> None:
         self.pending.append((session, group, message))
+        if self._busy:
+            return  # the batch being judged will pick these up when it is done
         if len(self.pending) >= self.settings.batch_max:
             self.flush()
         elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self.settings.batch_wait, self.flush)
+            loop = asyncio.get_running_loop()
+            if self.settings.batch_wait > 0:
+                self._timer = loop.call_later(self.settings.batch_wait, self.flush)
+            else:  # judge what this turn of the event loop read, without waiting for more
+                self._timer = loop.call_soon(self.flush)
 
     def flush(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        batch, self.pending = self.pending, []
-        if not batch:
+        if self._busy or not self.pending:
             return
+        batch = self.pending[: self.settings.batch_max]
+        del self.pending[: len(batch)]
         messages = [m for _, _, m in batch]
-        verdicts: list[Verdict] | None = None
-        failed = False
-        if self.engine is not None:
-            try:
-                verdicts = self.engine.check(messages)
-                self.judged += len(messages)
-            except Exception:  # noqa: BLE001 - fail open or closed per policy, never crash the gateway
-                failed = True
-                self.failures += 1
-                if self.failures < 10 or self.failures % 1000 == 0:
-                    log.exception("engine failed on a batch of %d (failure %d)", len(messages), self.failures)
-        elif not self.passthrough:
-            failed = True  # no engine could be built: same as an engine that raises
+        if self.engine is None:
+            self.finish(batch, None, 0.0, None if self.passthrough else RuntimeError("no engine"))
+        elif self._executor is None:
+            self.finish(batch, *self.judge(messages))
+        else:
+            self._busy = True
+            future = asyncio.get_running_loop().run_in_executor(self._executor, self.judge, messages)
+            future.add_done_callback(lambda f: self.judged_in_thread(batch, f))
+
+    def judge(self, messages: list[Message]) -> tuple[list[Verdict] | None, float, Exception | None]:
+        started = time.perf_counter()
+        try:
+            return self.engine.check(messages), time.perf_counter() - started, None
+        except Exception as exc:  # noqa: BLE001 - fail open or closed per policy, never crash the gateway
+            return None, time.perf_counter() - started, exc
+
+    def judged_in_thread(self, batch: list[tuple[EsmeSession, Group, Message]], future: asyncio.Future) -> None:
+        self._busy = False
+        try:
+            self.finish(batch, *future.result())
+        finally:
+            if self.pending:
+                self.flush()
+
+    def finish(self, batch: list[tuple[EsmeSession, Group, Message]], verdicts: list[Verdict] | None,
+               seconds: float, error: Exception | None) -> None:
         self.batches += 1
+        if error is not None and self.engine is not None:
+            self.failures += 1
+            if self.failures < 10 or self.failures % 1000 == 0:
+                log.error("engine failed on a batch of %d (failure %d)", len(batch), self.failures, exc_info=error)
+        elif verdicts is not None:
+            self.judged += len(batch)
+            self.engine_seconds += seconds
+        failed = error is not None
         for i, (session, group, _) in enumerate(batch):
             session.on_verdict(group, verdicts[i] if verdicts else None, failed)
         if self.recorder is not None and verdicts:
-            self.recorder.record(list(zip(messages, verdicts, strict=True)))
+            self.recorder.record([(m, v) for (_, _, m), v in zip(batch, verdicts, strict=True)])
+
+    def close(self) -> None:
+        self.flush()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 class Firewall:
@@ -271,9 +325,10 @@ class Firewall:
         self.counts: dict[str, int] = {a.value: 0 for a in Action} | {"unjudged": 0, "refused_unjudged": 0,
                                                                     "throttled": 0, "malformed": 0}
 
-    async def start(self, host: str = "127.0.0.1", port: int = 2775) -> tuple[str, int]:
+    async def start(self, host: str = "127.0.0.1", port: int = 2775, reuse_port: bool = False) -> tuple[str, int]:
+        """Listen for senders; ``reuse_port`` lets several worker processes share the port (SO_REUSEPORT)."""
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(lambda: EsmeSession(self), host, port)
+        self.server = await loop.create_server(lambda: EsmeSession(self), host, port, reuse_port=reuse_port or None)
         sock = self.server.sockets[0].getsockname()
         log.info("SMPP firewall listening on %s:%d, SMS centre %s:%d", sock[0], sock[1], *self.upstream)
         return sock[0], sock[1]
@@ -283,7 +338,7 @@ class Firewall:
             self.server.close()
         for session in list(self.sessions):
             session.close()
-        self.scorer.flush()
+        self.scorer.close()
         if self.server is not None:
             await self.server.wait_closed()
 
@@ -296,7 +351,7 @@ class Firewall:
         tenant = self.tenants.get(bind.system_id)
         if tenant is None:
             return P.ESME_RINVSYSID, None
-        if tenant.password != bind.password:
+        if not hmac.compare_digest(tenant.password.encode(), bind.password.encode()):
             return P.ESME_RINVPASWD, None
         return P.ESME_ROK, tenant
 
@@ -410,6 +465,10 @@ class EsmeSession(_Framed):
     def pdu_received(self, pdu: bytes) -> None:
         if self.binding:
             # Sent before our bind_resp (pipelined): handle it once the bind is settled, in order.
+            if len(self.early) >= self.settings.window:
+                log.warning("%s: %d PDUs sent before the bind was answered; closing", self.peer, len(self.early))
+                self.close()
+                return
             self.early.append(pdu)
             return
         _, cmd, status, seq = P.HEADER.unpack_from(pdu)

@@ -137,8 +137,19 @@ class VerdictStore(ABC):
     """Persistence for verdicts. Implementations are safe to share between threads of one process."""
 
     @abstractmethod
-    def save(self, items: Sequence[tuple[Message, Verdict]]) -> list[int]:
-        """Store a batch in one transaction; returns the new verdict ids in order and sets ``verdict.id``."""
+    def save(self, items: Sequence[tuple[Message, Verdict]], *, idempotent: bool = False) -> list[int]:
+        """Store a batch in one transaction; returns the verdict ids in order and sets ``verdict.id``.
+
+        ``idempotent``: a message whose (tenant, channel, external_id) is already stored is not stored
+        again; its id is the stored one (checked inside the write transaction, so concurrent retries
+        of the same message id still give one record).
+        """
+
+    @abstractmethod
+    def find_external(
+        self, keys: Sequence[tuple[str, str]], channel: str = "api"
+    ) -> dict[tuple[str, str], StoredVerdict]:
+        """Stored verdicts by (tenant, external_id) for one channel; the oldest when there are several."""
 
     @abstractmethod
     def get(self, verdict_id: int) -> StoredVerdict | None:

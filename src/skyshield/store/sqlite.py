@@ -46,6 +46,13 @@ CREATE INDEX verdicts_tenant_external ON verdicts (tenant, external_id);
 """
 
 register_migration("core", 1, _CORE_SCHEMA, description="verdicts table")
+register_migration(
+    "core",
+    2,
+    "DROP INDEX IF EXISTS verdicts_tenant_external;\n"
+    "CREATE INDEX verdicts_external ON verdicts (tenant, external_id, channel);",
+    description="index for idempotent saves by the caller's message id",
+)
 
 _COLUMNS = (
     "id, stored_at, msg_time, tenant, channel, external_id, sender, recipient, numbers_hashed, text, action, "
@@ -144,7 +151,7 @@ class SQLiteStore(VerdictStore):
     def _number(self, number: str) -> str:
         return pseudonymise(number, self._key) if self.pseudonymise_numbers and self._key else number
 
-    def save(self, items: Sequence[tuple[Message, Verdict]]) -> list[int]:
+    def save(self, items: Sequence[tuple[Message, Verdict]], *, idempotent: bool = False) -> list[int]:
         if not items:
             return []
         stored_at = _iso(utcnow())
@@ -173,22 +180,65 @@ class SQLiteStore(VerdictStore):
                     _json([_signal_dict(s) for s in verdict.signals]),
                 ]
             )
+        ids: list[int] = [0] * len(rows)
         with self._lock:
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
             try:
-                first = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM verdicts").fetchone()[0]
-                for offset, row in enumerate(rows):
-                    row[0] = first + offset
-                conn.executemany(_INSERT, rows)
+                known: dict[tuple[str, str, str], int] = {}
+                if idempotent:
+                    known = self._existing_ids(conn, [(r[4], r[3], r[5]) for r in rows if r[5] is not None])
+                next_id = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM verdicts").fetchone()[0]
+                new_rows = []
+                for i, row in enumerate(rows):
+                    key = (row[4], row[3], row[5])  # channel, tenant, external_id
+                    if idempotent and row[5] is not None and key in known:
+                        ids[i] = known[key]
+                        continue
+                    row[0] = ids[i] = next_id
+                    next_id += 1
+                    new_rows.append(row)
+                    if idempotent and row[5] is not None:
+                        known[key] = row[0]  # a repeat later in the same batch maps to this one
+                conn.executemany(_INSERT, new_rows)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-        ids = [first + i for i in range(len(rows))]
         for (_, verdict), verdict_id in zip(items, ids, strict=True):
             verdict.id = verdict_id
         return ids
+
+    @staticmethod
+    def _existing_ids(conn: sqlite3.Connection, keys: list[tuple[str, str, str]]) -> dict[tuple[str, str, str], int]:
+        found: dict[tuple[str, str, str], int] = {}
+        unique = sorted(set(keys))
+        for start in range(0, len(unique), 300):
+            chunk = unique[start : start + 300]
+            values = ", ".join("(?, ?, ?)" for _ in chunk)
+            # CROSS JOIN keeps the keys as the outer loop, so each is one index seek (not an index scan).
+            sql = (
+                f"WITH k(channel, tenant, ext) AS (VALUES {values}) "
+                "SELECT k.channel, k.tenant, k.ext, MIN(v.id) FROM k CROSS JOIN verdicts v "
+                "ON v.tenant = k.tenant AND v.external_id = k.ext AND v.channel = k.channel "
+                "GROUP BY k.channel, k.tenant, k.ext"
+            )
+            for channel, tenant, external_id, vid in conn.execute(sql, [x for key in chunk for x in key]):
+                found[(channel, tenant, external_id)] = vid
+        return found
+
+    def find_external(
+        self, keys: Sequence[tuple[str, str]], channel: str = "api"
+    ) -> dict[tuple[str, str], StoredVerdict]:
+        if not keys:
+            return {}
+        with self._lock:
+            ids = self._existing_ids(self._conn, [(channel, tenant, ext) for tenant, ext in keys])
+            out: dict[tuple[str, str], StoredVerdict] = {}
+            for (_, tenant, ext), vid in ids.items():
+                row = self._conn.execute(f"SELECT {_COLUMNS} FROM verdicts WHERE id = ?", (vid,)).fetchone()
+                out[(tenant, ext)] = _row_to_stored(row)
+        return out
 
     # -- reading ----------------------------------------------------------------------------------
 

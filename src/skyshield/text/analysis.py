@@ -24,7 +24,8 @@ class Entities:
     link_domains: list[str] = field(default_factory=list)    # registered domain of each link
     ip_links: list[Span] = field(default_factory=list)       # links to a bare IP address
     phones: list[Span] = field(default_factory=list)         # phone numbers as written
-    phone_kinds: list[str] = field(default_factory=list)     # cn_mobile, cn_landline, cn_400, cn_800, international, service
+    #: per phone: cn_mobile, cn_landline, cn_400, cn_800, international, service, masked (digits shown as x)
+    phone_kinds: list[str] = field(default_factory=list)
     chat_ids: list[Span] = field(default_factory=list)       # 加V / QQ / WeChat ids
     amounts: list[Span] = field(default_factory=list)        # money amounts with currency
     codes: list[Span] = field(default_factory=list)          # one-time codes

@@ -24,6 +24,45 @@ __all__ = ["analyse", "analyse_batch", "registered_domain", "phone_kind"]
 # Patterns (over normalised text: lower case, half width, simplified; "\n" separates messages, so
 # no pattern may match it).
 
+def _word(alternatives: str, before: str = "a-z", after: str = "") -> str:
+    """Alternatives that must not follow a letter, each written as its literal first character, then a
+    look-behind, then the rest, then ``after``.
+
+    Python's regex engine skips ahead fast only to the first characters of a pattern's top-level
+    alternatives: a pattern that starts with a look-behind, or an alternative that starts with a group,
+    is tried at every position (5-10x slower here)."""
+    out = []
+    for alt in _top_level_split(alternatives):
+        first = re.escape(alt[0])
+        out.append(f"{first}(?<![{before}]{first}){alt[1:]}{after}")
+    return "|".join(out)
+
+
+def _top_level_split(pattern: str) -> list[str]:
+    """Split a regex on the "|" that are not inside parentheses or brackets."""
+    parts, depth, current, escaped, in_class = [], 0, [], False, False
+    for c in pattern:
+        if escaped:
+            escaped = False
+        elif c == "\\":
+            escaped = True
+        elif in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        elif c == "|" and depth == 0:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(c)
+    parts.append("".join(current))
+    return parts
+
+
 _URL_CHARS = r"[a-z0-9\-._~:/?#@$&*+=%]"
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _LINK_RE = re.compile(
@@ -31,11 +70,15 @@ _LINK_RE = re.compile(
     r"(?:"
     r"(?P<ip>(?:\d{1,3}\.){3}\d{1,3})"
     rf"|(?P<host>(?:{_LABEL}\.){{1,8}}[a-z]{{2,24}})"
+    # after a scheme any host name is a link, even one with no public suffix (http://xxx, masked)
+    rf"|(?<=//)(?P<anyhost>{_LABEL}(?:\.{_LABEL}){{0,8}})"
     r")"
     r"(?![a-z0-9\-])(?!\.[a-z0-9])"
     r"(?P<port>:\d{1,5})?"
     rf"(?P<path>[/?#]{_URL_CHARS}{{0,2000}})?"
 )
+#: Every line with a link has one of these; _LINK_RE runs only on such lines.
+_LINK_ANCHOR = re.compile(r"://|\.(?:[a-z]{2,24}(?![a-z0-9\-])|\d{1,3}\.\d{1,3}\.\d)")
 # Top-level domains accepted for a bare "name.tld" with no scheme, "www." or path: text like
 # "ok.no" or "me.so" (a missing space after a full stop) is not a link.
 _BARE_TLDS = frozenset(
@@ -44,49 +87,82 @@ _BARE_TLDS = frozenset(
 )
 
 _PHONE_RE = re.compile(
-    r"(?<![0-9a-z.])"
-    r"(?:\+|00)?[0-9x](?:[0-9x]|[ \-](?=[0-9x])|\((?=[0-9x]{2,4}\))|\)(?=[ \-]?[0-9x])){3,22}"
+    r"(?:\+(?<![0-9a-z.]\+)[0-9]|[0-9x](?<![0-9a-z.+][0-9x]))"
+    r"(?:[0-9x]|[ \-](?=[0-9x])|\((?=[0-9x]{2,4}\))|\)(?=[ \-]?[0-9x])){3,22}"
     r"(?![0-9a-z])"
 )
 _DATE_LIKE = re.compile(r"^(?:19|20)\d\d[-./](?:0?[1-9]|1[0-2])[-./](?:0?[1-9]|[12]\d|3[01])$")
 
 _CHAT_RE = re.compile(
-    r"(?<![a-z0-9])(?:加微信|微信号?|加我微信|wechat(?: ?id)?|weixin|wx号?|vx号?|v号|加qq|qq号?|qq群|扣群|telegram|tg|"
-    r"whatsapp|line ?id|v(?=[:=]))"
-    r"[ :=]{0,3}(?:号码?|是|为|:)?[ :=]{0,3}"
+    r"(?:加微信|微信号?|加我微信|加qq|扣群|"
+    + _word(r"wechat(?: ?id)?|weixin|wx号?|vx号?|v号|qq号?|qq群|telegram|tg|whatsapp|line ?id|v(?=[:=])", "a-z0-9")
+    + r")[ :=]{0,3}(?:号码?|是|为|:)?[ :=]{0,3}"
     r"(?P<id>[a-z0-9][a-z0-9_\-]{3,19})(?![a-z0-9_\-])"
 )
 
-_NUM = r"\d{1,3}(?:,\d{3}){1,5}(?:\.\d{1,4})?|\d{1,15}(?:\.\d{1,4})?"
-_ZH_NUM = r"[零一二三四五六七八九十两百千万亿]{1,8}"
+# digits, or digits masked as x (the 800k corpus writes "xx万元")
+_NUM = r"\d{1,3}(?:,\d{3}){1,5}(?:\.\d{1,4})?|\d{1,15}(?:\.\d{1,4})?|x{1,12}(?:\.x{1,4})?"
+_ZH_NUM = r"[零一二三四五六七八九十两][零一二三四五六七八九十两百千万亿]{0,7}"
+_UNIT = (
+    r" ?(?:万|千|百|亿|w)?"
+    r"(?:元|块钱|块|人民币|rmb|美元|英镑|欧元|港币|usd|gbp|eur|pounds?(?![a-z])|dollars?(?![a-z])|euros?(?![a-z])"
+    r"|万(?![人个次条名只家位件]))"
+)
 _AMOUNT_RE = re.compile(
+    # ¥1,999 / $20 / rmb500 (each alternative starts with a literal: see _word)
     rf"(?:¥|\$|£|€|rmb|cny|usd|gbp|eur|us\$|hk\$) ?(?:{_NUM})(?: ?(?:万|千|亿|k|m|w)(?![a-z]))?"
-    rf"|(?<![0-9.,])(?:{_NUM}) ?(?:万|千|百|亿|w)?(?:元|块钱|块|人民币|rmb|美元|英镑|欧元|港币|usd|gbp|eur|pounds?(?![a-z])"
-    r"|dollars?(?![a-z])|euros?(?![a-z])|万(?![人个次条名只家位件]))"
+    # 1,999.00元 / 5万元 / 100 pounds, and masked xx万元: the first digit, a look-behind, the rest
+    rf"|\d(?<![0-9a-z.,]\d)(?:\d{{0,2}}(?:,\d{{3}}){{1,5}}(?:\.\d{{1,4}})?|\d{{0,14}}(?:\.\d{{1,4}})?){_UNIT}"
+    rf"|x(?<![0-9a-z.,]x)x{{0,11}}(?:\.x{{1,4}})?{_UNIT}"
+    # 三千元
     rf"|{_ZH_NUM}(?:元|块钱)"
 )
 
 _CODE_KEYWORD_RE = re.compile(
     r"验证码|校验码|动态码|动态密码|确认码|激活码|安全码|短信码|认证码|授权码|"
-    r"(?<![a-z])(?:verification code|security code|confirmation code|login code|access code|"
-    r"one[ -]time (?:pass)?code|passcode|otp|pin|code)(?![a-z])"
+    + _word(
+        r"verification code|security code|confirmation code|login code|access code|"
+        r"one[ -]time (?:pass)?code|passcode|otp|pin|code",
+        after="(?![a-z])",
+    )
 )
-_CODE_TOKEN_RE = re.compile(r"(?<![0-9a-z])[0-9a-z]{4,8}(?![0-9a-z])")
+_CODE_TOKEN_RE = re.compile(r"(?<![0-9a-z])[0-9a-z]{4,8}(?![0-9a-z]|-[0-9a-z])")
+#: "code" after these words is not a one-time code.
+_NOT_OTP_BEFORE_CODE = re.compile(
+    r"(?:tracking|promo|promotion|discount|coupon|voucher|post|zip|area|country|reference|bonus|gift|claim|"
+    r"referral|invite|invitation|qr|bar|source|dress|error|product|postal) ?$"
+)
+_UNIT_SUFFIX = re.compile(r"\d(?:hrs?|mins?|am|pm|th|st|nd|rd|gb|mb|kb|kg|km|cm|mm|ml|yrs?|days?|pcs)$")
+_DATE_AFTER = frozenset("年月日号点时分")
 
-_SIGNATURE_START_RE = re.compile(r"^ ?(?:【([^【】\n]{1,24})】|\[([^\[\]\n]{1,24})\])")
-_SIGNATURE_END_RE = re.compile(r"(?:【([^【】\n]{1,24})】|\[([^\[\]\n]{1,24})\])[ .。!]{0,3}$")
+# 【any name】, or [Brand] in Latin letters (the 800k corpus writes emoji as "[微笑]", not a signature)
+_BRACKET_BRAND = r"\[([a-z0-9][a-z0-9 &.'\-]{0,23})\]"
+_SIGNATURE_START_RE = re.compile(rf"^ ?(?:【([^【】\n]{{1,24}})】|{_BRACKET_BRAND})")
+_SIGNATURE_END_RE = re.compile(rf"(?:【([^【】\n]{{1,24}})】|{_BRACKET_BRAND})[ .。!]{{0,3}}$")
 
 _OPT_OUT_RE = re.compile(
-    r"(?:回复?|发送?|编辑|短信)? ?(?:td|t|n|r|0|00)? ?(?:退订|拒收)(?:回复?|发送?)? ?(?:td|t|n|r)?(?![a-z])"
-    r"|(?:回复?|发送?)(?:td|t|n|r)(?![a-z])"
-    r"|不再接收|取消订阅"
-    r"|(?<![a-z])(?:reply|text|txt|send|sms)(?: with)? ?[\"']?(?:stop|end|unsub|stopall|optout)[\"']?"
-    r"(?: (?:to|2) (?:opt[ -]?out|unsubscribe|end|cancel|stop)| ?[a-z]{0,12} ?to \d{3,6})?"
-    r"|(?<![a-z])(?:unsubscribe|opt[ -]?out)(?![a-z])|stop ?2 ?end|stop to end|stop to \d{3,6}"
-    r"|(?<![a-z])stop(?![a-z])"
+    # 回T退订, 回复TD退订, 发送0退订, 回复R拒收; 回复TD alone
+    "|".join(f"{verb} ?(?:td|t|n|r|0|00)? ?(?:退订|拒收)" for verb in ("回复?", "发送?", "编辑", "短信"))
+    + r"|回复?(?:td|t|n|r)(?![a-z])|发送?(?:td|t|n|r)(?![a-z])"
+    # 退订, 退订回T, 拒收请回复R; then TD退订
+    + "|"
+    + "|".join(f"{word}(?:请?(?:回复?|发送?) ?(?:td|t|n|r)(?![a-z]))?" for word in ("退订", "拒收"))
+    + r"|不再接收|取消订阅|"
+    + _word(r"td? ?退订")
+    # then: reply STOP (to opt out), txt STOP to 87239, unsubscribe, opt out, STOP (upper case, checked later)
+    + "|"
+    + _word(
+        r"reply|text|txt|send|sms",
+        after=r"(?: with)? ?[\"']?(?:stop|end|unsub|stopall|optout)[\"']?"
+        r"(?: (?:to|2) (?:opt[ -]?out|unsubscribe|end|cancel|stop)| ?[a-z]{0,12} ?to \d{3,6})?",
+    )
+    + "|"
+    + _word(r"unsubscribe|opt[ -]?out", after="(?![a-z])")
+    + "|"
+    + _word(r"stop(?: ?2 ?end| to end| to \d{3,6})?(?![a-z])")
 )
 
-_KINDS_ORDER = ("links", "ip_links", "phones", "chat_ids", "amounts", "codes")
+_HAS_HAN = re.compile("[\u3400-\u9fff]")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -115,11 +191,12 @@ def registered_domain(host: str) -> str:
 
 
 @lru_cache(maxsize=65536)
-def phone_kind(number: str) -> str:
+def phone_kind(number: str, chinese: bool = True) -> str:
     """Classify a phone number written as digits (maybe with a leading "+" or "00", or masked "x").
 
     Returns cn_mobile, cn_landline, cn_400, cn_800, international, service, masked, or "" when it is
-    not a phone number.
+    not a phone number. ``chinese=False`` (an English message) reads a number without a country code
+    as British or North American before Chinese: 09061701461 is a UK premium-rate line there.
     """
     digits = re.sub(r"[^0-9x+]", "", number)
     if not digits:
@@ -151,6 +228,8 @@ def phone_kind(number: str) -> str:
         if intl:
             parsed = phonenumbers.parse("+" + national)
             return "international" if phonenumbers.is_valid_number(parsed) else ""
+        if not chinese and len(national) >= 10 and _valid_in(national, ("GB", "US")):
+            return "international"
         parsed = phonenumbers.parse(national, "CN")
     except NumberParseException:
         return ""
@@ -166,15 +245,22 @@ def phone_kind(number: str) -> str:
     if len(national) <= 6 and shortnumberinfo.is_valid_short_number_for_region(parsed, "CN"):
         return "service"
     # Numbers written without their country code in English texts: UK, then North America.
-    if len(national) >= 10:
-        for region in ("GB", "US"):
-            try:
-                parsed = phonenumbers.parse(national, region)
-            except NumberParseException:
-                continue
-            if phonenumbers.is_valid_number(parsed):
-                return "international"
+    if len(national) >= 10 and _valid_in(national, ("GB", "US")):
+        return "international"
     return ""
+
+
+def _valid_in(national: str, regions: tuple[str, ...]) -> bool:
+    import phonenumbers
+    from phonenumbers import NumberParseException
+
+    for region in regions:
+        try:
+            if phonenumbers.is_valid_number(phonenumbers.parse(national, region)):
+                return True
+        except NumberParseException:
+            continue
+    return False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,7 +278,7 @@ def analyse_batch(texts: Sequence[str]) -> list[TextAnalysis]:
     norms, identity = _normalise_fast(texts)
     found = _find_all(norms)
     out: list[TextAnalysis] = []
-    for i, (original, norm) in enumerate(zip(texts, norms)):
+    for i, (original, norm) in enumerate(zip(texts, norms, strict=True)):
         matches = found.get(i)
         if not matches:
             out.append(TextAnalysis(original, norm, Entities()))
@@ -223,7 +309,17 @@ def _find_all(norms: list[str]) -> dict[int, list[_Match]]:
             i = bisect_right(starts, m.start()) - 1
             found.setdefault(i, []).append((kind, m, starts[i]))
 
-    add("link", _LINK_RE)
+    def add_anchored(kind: str, pattern: re.Pattern[str], anchor: re.Pattern[str]) -> None:
+        done = -1
+        for a in anchor.finditer(joined):
+            i = bisect_right(starts, a.start()) - 1
+            if i == done:
+                continue
+            done = i
+            for m in pattern.finditer(joined, starts[i], starts[i] + len(norms[i])):
+                found.setdefault(i, []).append((kind, m, starts[i]))
+
+    add_anchored("link", _LINK_RE, _LINK_ANCHOR)
     add("phone", _PHONE_RE)
     add("chat", _CHAT_RE)
     add("amount", _AMOUNT_RE)
@@ -247,6 +343,7 @@ def _build_entities(original: str, norm: str, offsets: list[int] | None, matches
             start, end = offsets[start], offsets[end - 1] + 1
         return Span(start, end, original[start:end])
 
+    chinese = _HAS_HAN.search(norm) is not None
     taken: list[tuple[int, int]] = []  # normalised spans already claimed by links (no phones inside URLs)
     code_keywords: list[tuple[int, int]] = []
     by_kind: dict[str, list[tuple[re.Match[str], int]]] = {}
@@ -263,10 +360,12 @@ def _build_entities(original: str, norm: str, offsets: list[int] | None, matches
                 ent.ip_links.append(span(s, e))
                 taken.append((s, e))
             continue
-        host = m.group("host")
+        host = m.group("host") or m.group("anyhost")
         domain = registered_domain(host)
         if not domain:
-            continue
+            if not m.group("scheme"):
+                continue
+            domain = host  # no public suffix: name the host itself
         bare = not m.group("scheme") and not host.startswith("www.") and not stripped
         if bare and host.rsplit(".", 1)[-1] not in _BARE_TLDS:
             continue
@@ -282,11 +381,11 @@ def _build_entities(original: str, norm: str, offsets: list[int] | None, matches
         text = m.group()
         if inside_taken(s, e) or _DATE_LIKE.match(text):
             continue
-        kind = phone_kind(text)
+        kind = phone_kind(text, chinese)
         if not kind:
             # "致电 95555 或 138..." may be two numbers in one run: try the groups on their own
             for g in re.finditer(r"[0-9x+]+", text):
-                k = phone_kind(g.group())
+                k = phone_kind(g.group(), chinese)
                 if k and len(g.group()) >= 5:
                     ent.phones.append(span(s + g.start(), s + g.end()))
                     ent.phone_kinds.append(k)
@@ -306,11 +405,18 @@ def _build_entities(original: str, norm: str, offsets: list[int] | None, matches
     for m, base in by_kind.get("code_kw", []):
         code_keywords.append((m.start() - base, m.end() - base))
     seen_codes: set[int] = set()
+    phone_spans = [(p.start, p.end) for p in ent.phones]
     for ks, ke in code_keywords:
+        if norm[ks:ke] == "code" and _NOT_OTP_BEFORE_CODE.search(norm, max(0, ks - 16), ks):
+            continue
         code = _code_near(norm, ks, ke)
-        if code and code[0] not in seen_codes and not inside_taken(*code):
-            seen_codes.add(code[0])
-            ent.codes.append(span(*code))
+        if code is None or code[0] in seen_codes or inside_taken(*code):
+            continue
+        sp = span(*code)
+        if any(ps <= sp.start and sp.end <= pe for ps, pe in phone_spans):  # 拨打95599 … 验证码
+            continue
+        seen_codes.add(code[0])
+        ent.codes.append(sp)
 
     for m, _base in by_kind.get("signature", []):  # the one at the start comes first
         g = 1 if m.group(1) is not None else 2
@@ -345,14 +451,14 @@ def _code_near(norm: str, ks: int, ke: int) -> tuple[int, int] | None:
     """A one-time code right after (or just before) a code keyword, as a normalised span."""
     keyword = norm[ks:ke]
     for m in _CODE_TOKEN_RE.finditer(norm, ke, min(len(norm), ke + 16)):
-        if _looks_like_code(m.group()) and "\n" not in norm[ke : m.start()]:
+        if _looks_like_code(m.group()) and norm[m.end() : m.end() + 1] not in _DATE_AFTER:
             return m.start(), m.end()
     if keyword in ("pin", "code", "otp"):  # too common a word to look backwards from
         return None
-    window_start = max(0, ks - 12)
+    window_start = max(0, ks - 30)
     before = list(_CODE_TOKEN_RE.finditer(norm, window_start, ks))
     for m in reversed(before):
-        if _looks_like_code(m.group()) and "\n" not in norm[m.end() : ks]:
+        if _looks_like_code(m.group()) and norm[m.end() : m.end() + 1] not in _DATE_AFTER:
             return m.start(), m.end()
     return None
 
@@ -361,4 +467,4 @@ def _looks_like_code(token: str) -> bool:
     digits = sum(c.isdigit() for c in token)
     if digits == len(token):
         return True
-    return digits >= 2 and digits >= len(token) - digits
+    return digits >= 2 and digits >= len(token) - digits and not _UNIT_SUFFIX.search(token)

@@ -14,8 +14,8 @@ fixed-size model, as in fastText). ASCII upper case is folded and every digit re
 Layout, chosen for speed: the batch is one array of code points, each message written as
 ``\x02 text \x03\x03\x03``; row ``i`` holds the hashes of the n-grams *starting* at character ``i``
 (one column per order) plus the word and the word bigram *ending* there (bucket 0, "no feature",
-where none does). The end padding keeps every n-gram inside its own message, so no masking is
-needed and each message's features are one contiguous block: the model scores a batch with one
+where none does). The end padding keeps every n-gram inside its own message, and n-grams made only
+of markers are dropped (bucket 0), so each message's features are one contiguous block: the model scores a batch with one
 gather and one ``np.add.reduceat``. Bucket 0 always has weight 0.
 """
 
@@ -114,6 +114,14 @@ def featurise(texts: Sequence[str], bits: int) -> Features:
             acc = acc + xpad[order - 1: order - 1 + total] * _K[order - 1]
             buckets[:, j] = _mix(acc ^ _ORDER_SALT[order], shift)
 
+    # N-grams made only of markers are the same in every message: they would only tell the model the
+    # text's length (through the 1/sqrt(n) weight), which is a corpus artefact, so drop them.
+    nc = len(CHAR_ORDERS)
+    buckets[row_offsets[:-1], 0] = 0
+    ends = row_offsets[1:]
+    for k in range(1, _PAD + 2):
+        buckets[ends - k, :nc] = 0
+
     # Words: runs of ASCII letters/digits, hashed as polynomials over their characters.
     alnum = ((cp >= 97) & (cp <= 122)) | (cp == 48)
     edge = np.diff(alnum.astype(np.int8), prepend=0, append=0)
@@ -138,7 +146,8 @@ def featurise(texts: Sequence[str], bits: int) -> Features:
         word_starts_bi = np.full(total, -1, dtype=np.int64)
         word_starts_bi[last[1:][same]] = w_start[:-1][same]
         n_words = np.bincount(w_msg, minlength=n) + np.bincount(w_msg[1:][same], minlength=n)
-    scale = (1.0 / np.sqrt(lens * len(CHAR_ORDERS) + n_words)).astype(np.float32)
+    n_char_feats = (lens - _PAD - 1) * nc - 1
+    scale = (1.0 / np.sqrt(n_char_feats + n_words)).astype(np.float32)
     return Features(n, buckets, row_offsets, scale, cut, word_starts)
 
 

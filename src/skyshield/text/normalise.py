@@ -26,6 +26,7 @@ import re
 import threading
 import unicodedata
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 __all__ = ["normalise", "normalise_batch", "normalise_with_offsets", "original_span"]
 
@@ -36,6 +37,10 @@ __all__ = ["normalise", "normalise_batch", "normalise_with_offsets", "original_s
 _EXPLICIT: dict[str, str] = {
     "➕": "+", "✚": "+", "✙": "+", "╋": "+", "➖": "-",
     "〇": "〇",  # a digit zero only inside digit runs (step 3); "二〇二〇" stays
+    "○": "〇", "◯": "〇", "⭕": "〇",  # the same, or an "o" between Latin letters ("c○m")
+    "∶": ":",  # RATIO used as a Chinese colon
+    # Windows-1252 quotes and dashes that arrived as C1 control characters ("that\x92s")
+    "\x91": "'", "\x92": "'", "\x93": '"', "\x94": '"', "\x96": "-", "\x97": "-",
     "°": "°",  # 25°C keeps its degree sign (it is a "symbol" and would be dropped)
     "×": "×", "÷": "÷", "±": "±",
     # invisible "letters" used as blanks
@@ -204,42 +209,133 @@ _EVASIVE_RE = "|".join(sorted((re.escape(w) for w in _EVASIVE), key=len, reverse
 _SEP = r"[ \-_*·•|~^\\'\"`=]"
 _SEP_HAN = r"[ \-_*·•|~^\\'\"`=.]"
 
-_Rewrite = tuple[re.Pattern[str], Callable[[re.Match[str]], str]]
+class _Rewrite(NamedTuple):
+    pattern: re.Pattern[str]
+    repl: Callable[[re.Match[str]], str]
+    #: A cheap pattern every message the rewrite changes must contain: the batch path runs the rewrite
+    #: only on those messages. (Python's regex engine skips ahead fast only to a pattern's first
+    #: character, so each pattern below starts with a literal or a small set where it can.)
+    anchor: re.Pattern[str] | None = None
 
 
 def _drop(_: re.Match[str]) -> str:
     return ""
 
 
+_SEP_RE = re.compile(_SEP)
+_SEP_HAN_RE = re.compile(_SEP_HAN)
+
+
 def _rejoin(m: re.Match[str]) -> str:
-    return re.sub(_SEP, "", m.group())
+    joined = _SEP_RE.sub("", m.group())
+    if joined.strip("x") == "":
+        # "love nicky x x x x" are kisses and must not turn into a masked number; "号码:x x x x" (a
+        # corpus that masks digits as x) is a spaced-out number
+        before = m.string[max(0, m.start() - 4) : m.start() - 1].rstrip(" ")
+        if before and before[-1].isascii() and before[-1].isalpha():
+            return m.group()
+    return joined
 
 
 def _rejoin_han(m: re.Match[str]) -> str:
-    return re.sub(_SEP_HAN, "", m.group())
+    return _SEP_HAN_RE.sub("", m.group())
 
+
+_SPLIT_TLDS = (
+    "(?:com|cn|net|org|top|xyz|vip|icu|wang|ren|ltd|biz|hk|tk|io|ly|gl|ws|pw|cyou|buzz|cf|ga|gq|ml)"
+    "(?![a-z0-9-])"
+)
+_SPLIT_CHAIN = f"(?:[a-z0-9-]{{1,63}}(?: ?[.。] ?[a-z0-9-]{{1,63}}){{0,4}} ?[.。] ?)?{_SPLIT_TLDS}"
+_CJK_SPACES = _Rewrite(re.compile(f" (?<=[{_CJK}] ) *(?=[{_CJK}])"), _drop)
+_TOKEN = f"[a-z0-9{_HAN}]"
 
 _REWRITES: list[_Rewrite] = [
     # spaces between Chinese characters carry no meaning in Chinese and are a classic dodge
-    (re.compile(f"(?<=[{_CJK}]) +(?=[{_CJK}])"), _drop),
-    # 加-微-信, 加*微*信 (Chinese characters each separated by 1–3 noise characters)
-    (re.compile(f"[{_HAN}](?:{_SEP_HAN}{{1,3}}[{_HAN}]){{2,}}"), _rejoin_han),
-    # f r e e, 1 3 8 ... (single letters/digits separated by noise), at least four in a row so that
-    # SMS-speak like "r u ok" stays
-    (re.compile(f"(?<![a-z0-9])[a-z0-9{_HAN}](?:{_SEP}{{1,3}}[a-z0-9{_HAN}](?![a-z0-9])){{3,}}"), _rejoin),
-    # look-alike Cyrillic/Greek letters inside Latin words
-    (re.compile(f"[a-z{_HOMOGLYPH_CHARS}]*[{_HOMOGLYPH_CHARS}][a-z{_HOMOGLYPH_CHARS}]*"), _fix_mixed_word),
+    _CJK_SPACES,
+    # 加-微-信, 加*微*信: Chinese characters each separated by 1–3 noise characters (the match starts at
+    # the first separator)
+    _Rewrite(
+        re.compile(f"{_SEP_HAN}(?<=[{_HAN}]{_SEP_HAN}){_SEP_HAN}{{0,2}}[{_HAN}](?:{_SEP_HAN}{{1,3}}[{_HAN}])+"),
+        _rejoin_han,
+    ),
+    # f r e e, 1 3 8 ...: single letters/digits separated by noise, at least four in a row so that SMS-speak
+    # like "r u ok" stays (the match starts at the first separator, after a token that starts a word)
+    _Rewrite(
+        re.compile(
+            f"{_SEP}(?<=(?<![a-z0-9]){_TOKEN}{_SEP}){_SEP}{{0,2}}{_TOKEN}(?![a-z0-9])"
+            f"(?:{_SEP}{{1,3}}{_TOKEN}(?![a-z0-9])){{2,}}"
+        ),
+        _rejoin,
+    ),
+    # links split to dodge link filters: "t . cn/abc", "abc。top", "usps . x . com" → "t.cn/abc", "abc.top",
+    # "usps.x.com" (a spaced dot only in a chain of labels that ends in a top-level domain that is not
+    # also an English word; "。" between Latin letters or digits always)
+    _Rewrite(
+        re.compile(
+            f"[.。](?<=[a-z0-9][.。]) (?={_SPLIT_CHAIN})| (?<=[a-z0-9] )[.。] ?(?={_SPLIT_CHAIN})"
+            "|。(?<=[a-z0-9]。)(?=[a-z0-9])"
+        ),
+        lambda m: ".",
+    ),
+    _Rewrite(re.compile("www(?: [.。] ?|[.。] |。)(?=[a-z0-9])"), lambda m: "www."),
+    # look-alike Cyrillic/Greek letters inside Latin words (from the start of a word, possessive, so a
+    # long run of letters is read once, not n² times)
+    _Rewrite(
+        re.compile(f"(?<![a-z{_HOMOGLYPH_CHARS}])[a-z]*+[{_HOMOGLYPH_CHARS}][a-z{_HOMOGLYPH_CHARS}]*+"),
+        _fix_mixed_word,
+        re.compile(f"[{_HOMOGLYPH_CHARS}]"),
+    ),
     # l / o / i / 〇 inside long digit runs (phone numbers): 138oo1380l0 → 13800138010
-    (re.compile("(?<![a-z0-9])[0-9oli〇]{7,20}(?![a-z0-9])"), _fix_digit_run),
-    # 〇 between digits: 2〇23
-    (re.compile("(?<=[0-9])〇|〇(?=[0-9])"), lambda m: "0"),
+    _Rewrite(
+        re.compile("(?<![a-z0-9])[0-9oli〇]{7,20}(?![a-z0-9])"),
+        _fix_digit_run,
+        re.compile("[oli〇](?<=[0-9][oli〇])|[oli〇](?=[0-9])"),
+    ),
+    # 〇 between digits: 2〇23; between Latin letters it is an "o": c○m
+    _Rewrite(re.compile("〇(?<=[0-9]〇)|〇(?=[0-9])"), lambda m: "0"),
+    _Rewrite(re.compile("〇(?<=[a-z]〇)(?=[a-z])"), lambda m: "o"),
     # evasive spellings, and "+v" / "+vx" / "加v" / "加微" → 加微信
-    (re.compile(f"{_EVASIVE_RE}|(?:\\+|加){_SEP}{{0,2}}(?:v{_SEP}{{0,2}}x|w{_SEP}{{0,2}}x|v|weixin)(?![a-z])|\\+ ?(?:微信|微|薇|威)(?!信|博)"
-                "|加(?:微|薇|威)(?!信|博|软|商|波|笑|风|小|型)"), _evasive),
-    # runs of spaces, and spaces at either end
-    (re.compile("(?m)^ +| +$"), _drop),
-    (re.compile("  +"), lambda m: " "),
+    _Rewrite(
+        re.compile(
+            f"{_EVASIVE_RE}"
+            f"|\\+{_SEP}{{0,2}}(?:v{_SEP}{{0,2}}x|w{_SEP}{{0,2}}x|v|weixin)(?![a-z信])"
+            f"|加{_SEP}{{0,2}}(?:v{_SEP}{{0,2}}x|w{_SEP}{{0,2}}x|v|weixin)(?![a-z信])"
+            "|\\+ ?(?:微信|微|薇|威)(?!信|博)"
+            "|加(?:微|薇|威)(?!信|博|软|商|波|笑|风|小|型)"
+        ),
+        _evasive,
+    ),
+    # again: "+v 领取" became "加微信 领取"
+    _CJK_SPACES,
+    # runs of spaces (spaces at either end are stripped after the rewrites)
+    _Rewrite(re.compile("  +"), lambda m: " "),
 ]
+
+
+def _rewrite_batch(joined: str) -> str:
+    """Apply every rewrite to messages joined by "\n"; anchored rewrites only touch the lines they may change."""
+    for rw in _REWRITES:
+        if rw.anchor is None:
+            joined = rw.pattern.sub(rw.repl, joined)
+            continue
+        hits = [m.start() for m in rw.anchor.finditer(joined)]
+        if not hits:
+            continue
+        pieces: list[str] = []
+        last = 0
+        for pos in hits:
+            if pos < last:
+                continue  # this line is already done
+            line_start = joined.rfind("\n", 0, pos) + 1
+            line_end = joined.find("\n", pos)
+            if line_end < 0:
+                line_end = len(joined)
+            pieces.append(joined[last:line_start])
+            pieces.append(rw.pattern.sub(rw.repl, joined[line_start:line_end]))
+            last = line_end
+        pieces.append(joined[last:])
+        joined = "".join(pieces)
+    return joined
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,28 +360,26 @@ def _normalise_fast(texts: Sequence[str]) -> tuple[list[str], list[bool]]:
     if not texts:
         return [], []
     table, nonunit = _build_table()
-    for t in texts:
-        if not isinstance(t, str):
-            raise TypeError(f"expected str, got {type(t).__name__}")
-    step1 = [t.translate(table) for t in texts]
+    try:
+        step1 = [t.translate(table) for t in texts]
+    except (AttributeError, TypeError):
+        bad = next(t for t in texts if not isinstance(t, str))
+        raise TypeError(f"expected str, got {type(bad).__name__}") from None
     identity = [nonunit.search(t) is None for t in texts]
 
     converted = _converter().convert("\n".join(step1)).split("\n")
     if len(converted) != len(step1):  # never seen; be safe
         converted = [_converter().convert(s) for s in step1]
-    for i, (before, after) in enumerate(zip(step1, converted)):
+    for i, (before, after) in enumerate(zip(step1, converted, strict=True)):
         if len(after) != len(before):
             converted[i] = _t2s_one(before)
             identity[i] = identity[i] and len(converted[i]) == len(before)
 
-    joined = "\n".join(converted)
-    for pattern, repl in _REWRITES:
-        joined = pattern.sub(repl, joined)
-    out = joined.split("\n")
+    out = [t.strip(" ") for t in _rewrite_batch("\n".join(converted)).split("\n")]
     if len(out) != len(texts):  # a rewrite crossed a message boundary: a bug, but lose nothing
         out = [normalise_with_offsets(t)[0] for t in texts]
         return out, [False] * len(texts)
-    for i, (before, after) in enumerate(zip(converted, out)):
+    for i, (before, after) in enumerate(zip(converted, out, strict=True)):
         if before != after:
             identity[i] = False
     return out, identity
@@ -315,16 +409,19 @@ def normalise_with_offsets(text: str) -> tuple[str, list[int]]:
     if len(conv) != len(s):
         pieces: list[str] = []
         new_offsets: list[int] = []
-        for c, o in zip(s, offsets):
+        for c, o in zip(s, offsets, strict=True):
             p = _converter().convert(c) or c
             pieces.append(p)
             new_offsets.extend([o] * len(p))
         conv, offsets = "".join(pieces), new_offsets
     s = conv
 
-    for pattern, repl in _REWRITES:
-        s, offsets = _sub_with_offsets(pattern, repl, s, offsets)
-    return s, offsets
+    for rw in _REWRITES:
+        s, offsets = _sub_with_offsets(rw.pattern, rw.repl, s, offsets)
+    stripped = s.lstrip(" ")
+    lead = len(s) - len(stripped)
+    stripped = stripped.rstrip(" ")
+    return stripped, offsets[lead : lead + len(stripped)]
 
 
 def _sub_with_offsets(
