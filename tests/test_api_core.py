@@ -120,6 +120,8 @@ def test_missing_and_malformed_verdict_ids_are_json_errors(client):
     assert r.status_code == 422 and "action" in r.json()["error"]["message"]
     r = client.get("/no/such/route")
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    r = client.get(CHECK)
+    assert r.status_code == 405 and "GET is not allowed on /v1/messages:check" in r.json()["error"]["message"]
 
 
 def test_a_batch_with_broken_items_still_checks_the_good_ones(client):

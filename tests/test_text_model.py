@@ -79,7 +79,8 @@ def test_reference_authority_fraud(model):
 
 def test_legitimate_traffic_is_left_alone(model):
     preds = predict(model, LEGIT)
-    flagged = [(t, p.category, round(p.unwanted, 2)) for t, p in zip(LEGIT, preds) if p.category in UNWANTED]
+    flagged = [(t, p.category, round(p.unwanted, 2))
+               for t, p in zip(LEGIT, preds, strict=True) if p.category in UNWANTED]
     # The model may be unsure about one or two, but most real alerts/receipts/codes must pass.
     assert len(flagged) <= 2, flagged
 
@@ -121,7 +122,7 @@ def test_prediction_does_not_depend_on_batch_neighbours(model):
     texts = ["免费领取", "Your code is 123456", "", "加微信 abc123 领红包", "hello"]
     alone = [model.predict(analyse_batch([t]))[0].probabilities for t in texts]
     together = [p.probabilities for p in model.predict(analyse_batch(texts))]
-    for a, b in zip(alone, together):
+    for a, b in zip(alone, together, strict=True):
         assert a == pytest.approx(b)
 
 

@@ -210,11 +210,13 @@ def simulate(cfg: SimConfig) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, 
         targets = rng.choice(n, size=min(n, 600), replace=False)
         cell_of_ring = rng.integers(0, n_comm * 3)
         template = 900_000 + ring
+        # rings differ: some dial hard, some go low and slow
+        intensity = cfg.fraud_calls_per_day * float(rng.lognormal(-0.2, 0.6))
         for slot in range(cfg.ring_slots):
             # bursts: sessions of 20-60 calls, 15-90 s apart, a few sessions per day
             times: list[np.ndarray] = []
             for day in range(days):
-                for _ in range(rng.poisson(cfg.fraud_calls_per_day / 40) + 1):
+                for _ in range(rng.poisson(intensity / 40) + 1):
                     start = day * DAY + rng.choice(24, p=WORK_HOURS) * 3600 + rng.integers(0, 3600)
                     gaps = rng.integers(15, 90, rng.integers(20, 60))
                     times.append(start + np.cumsum(gaps))
@@ -248,6 +250,11 @@ def simulate(cfg: SimConfig) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, 
             calls.add(caller=nums[which], callee=callee, t=t,
                       duration=np.where(ans, np.round(rng.lognormal(np.log(40), 1.0, k)), 0.0), answered=ans,
                       cell=np.full(k, cell_of_ring), device=dev_ids[which])
+            # a few victims call the number back (Sichuan: fraud numbers' calls are ~97% outgoing)
+            back = np.flatnonzero(ans & (rng.random(k) < 0.1) & (t < span - 4 * 3600))
+            calls.add(caller=callee[back], callee=nums[which][back], t=t[back] + rng.integers(300, 4 * 3600, len(back)),
+                      duration=np.round(rng.lognormal(np.log(60), 0.8, len(back))), answered=np.ones(len(back), bool),
+                      cell=sub_cell[callee[back]], device=sub_device[callee[back]])
             # follow-up SMS with the ring's template to some answered victims
             sel = ans & (rng.random(k) < 0.5)
             msgs.add(sender=nums[which][sel], recipient=callee[sel], t=t[sel] + 120,

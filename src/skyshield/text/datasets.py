@@ -59,7 +59,8 @@ EN_PRIZE_CUE = re.compile(r"\b(won|winner|prize|claim|awarded|guaranteed)\b", re
 EN_ADULT_CUE = re.compile(r"\b(xxx|sexy?|horny|porn|naughty)\b", re.I)
 #: Illicit offers inside Chinese spam: fake invoices/certificates, gambling, porn.
 ZH_ILLICIT_CUES: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"代开|各类发票|增值税发票|普通发票|办证|刻章|假证|毕业证|文凭"), illicit(IllicitSubtype.FAKE_DOCUMENTS)),
+    (re.compile(r"代开|各类发票|增值税发票|普通发票|办证|刻章|假证|毕业证|文凭"),
+     illicit(IllicitSubtype.FAKE_DOCUMENTS)),
     (re.compile(r"博彩|赌场|百家乐|娱乐城|彩金|荷官|六合彩|老虎机|投注|下注|时时彩"), illicit(IllicitSubtype.GAMBLING)),
     (re.compile(r"色情|约炮|援交|裸聊|一夜情|上门服务|特殊服务|成人视频"), illicit(IllicitSubtype.PORN)),
 ]

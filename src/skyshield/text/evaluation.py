@@ -156,9 +156,10 @@ def dataset_metrics(corpus: Corpus, idx: np.ndarray, probs: np.ndarray, subs: li
             m["smishing_recall_pct"] = round(100.0 * float((pred[native == "smishing"] == "smishing").mean()), 2)
         else:
             labels = ["0", "1", "2", "3", "4"]
-            m["macro_f1_5class"] = round(float(f1_score(native, pred, labels=labels, average="macro", zero_division=0)), 4)
-            m["f1_per_class"] = dict(zip(labels, (round(float(v), 4) for v in
-                                                  f1_score(native, pred, labels=labels, average=None, zero_division=0))))
+            macro = f1_score(native, pred, labels=labels, average="macro", zero_division=0)
+            per_class = f1_score(native, pred, labels=labels, average=None, zero_division=0)
+            m["macro_f1_5class"] = round(float(macro), 4)
+            m["f1_per_class"] = {lab: round(float(v), 4) for lab, v in zip(labels, per_class, strict=True)}
             fraud_score = probs[rows, 2]
             m["fraud_vs_normal"] = _binary(native != "0", fraud_score)
             lengths = np.array([len(corpus.items[idx[r]].text) for r in rows])
@@ -312,9 +313,10 @@ def render_card(metrics: dict[str, Any]) -> str:
     ]
     for name, terms in ds.TERMS.items():
         lines.append(f"| {name} | {m['distinct_texts_per_dataset'].get(name, 0):,} | {terms} |")
-    lines += ["", "## Label mapping", "", "| dataset | native label | skyshield class, and how |", "| --- | --- | --- |"]
+    lines += ["", "## Label mapping", "", "| dataset | native label | skyshield class, and how |",
+              "| --- | --- | --- |"]
     for name, table in ds.LABEL_MAP.items():
-        for native, (cls, how) in table.items():
+        for native, (_cls, how) in table.items():
             lines.append(f"| {name} | `{native}` | {how} |")
     lines += ["", "Ham is split at prediction time: a one-time code -> verification; a 【signature】 or bank/parcel/"
               "bill wording -> notification; else personal.", "",
@@ -352,7 +354,8 @@ def render_card(metrics: dict[str, Any]) -> str:
             if name == "telecom_fraud_texts_5":
                 txt = f"fraud-vs-normal F1 {r['fraud_vs_normal']['f1']}, 5-class macro-F1 {r['macro_f1_5class']}"
             elif name == "mendeley_smishing":
-                txt = f"ham-vs-unwanted accuracy {r['accuracy_ham_vs_unwanted']}, 3-class accuracy {r['accuracy_3class']}"
+                txt = (f"ham-vs-unwanted accuracy {r['accuracy_ham_vs_unwanted']}, "
+                       f"3-class accuracy {r['accuracy_3class']}")
             else:
                 txt = f"spam F1 {r['f1']}, ham blocked {r['ham_blocked_pct']}%"
             lines.append(f"| {fam} | {name} | {txt} |")

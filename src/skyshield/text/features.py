@@ -15,8 +15,8 @@ Layout, chosen for speed: the batch is one array of code points, each message wr
 ``\x02 text \x03\x03\x03``; row ``i`` holds the hashes of the n-grams *starting* at character ``i``
 (one column per order) plus the word and the word bigram *ending* there (bucket 0, "no feature",
 where none does). The end padding keeps every n-gram inside its own message, and n-grams made only
-of markers are dropped (bucket 0), so each message's features are one contiguous block: the model scores a batch with one
-gather and one ``np.add.reduceat``. Bucket 0 always has weight 0.
+of markers are dropped (bucket 0), so each message's features are one contiguous block: the model
+scores a batch with one gather and one ``np.add.reduceat``. Bucket 0 always has weight 0.
 """
 
 from __future__ import annotations

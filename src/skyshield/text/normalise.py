@@ -231,7 +231,7 @@ def _rejoin(m: re.Match[str]) -> str:
     if joined.strip("x") == "":
         # "love nicky x x x x" are kisses and must not turn into a masked number; "号码:x x x x" (a
         # corpus that masks digits as x) is a spaced-out number
-        before = m.string[max(0, m.start() - 4) : m.start() - 1].rstrip(" ")
+        before = m.string[max(0, m.start() - 4) : m.start() - 1].rsplit("\n", 1)[-1].rstrip(" ")
         if before and before[-1].isascii() and before[-1].isalpha():
             return m.group()
     return joined

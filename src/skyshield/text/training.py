@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -73,7 +73,7 @@ def fit(normalised: Sequence[str], classes: Sequence[str], seed: int = SEED, bit
     sub_w, sub_b = _sgd(x[has_sub], cls[has_sub], SUBTYPES, seed, None if w is None else w[has_sub])
     cat_q, cat_scale = _quantise(cat_w)
     sub_q, sub_scale = _quantise(sub_w)
-    version = version or "skyshield-text-" + datetime.now(timezone.utc).strftime("%Y%m%d")
+    version = version or "skyshield-text-" + datetime.now(UTC).strftime("%Y%m%d")
     return TextModel(version, bits, cat_q, cat_scale, cat_b, sub_q, sub_scale, sub_b)
 
 
