@@ -7,12 +7,12 @@ files), every detector and every store speaks the same language.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
-from enum import Enum
+from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 
-class Category(str, Enum):
+class Category(StrEnum):
     PERSONAL = "personal"
     NOTIFICATION = "notification"
     VERIFICATION = "verification"
@@ -25,7 +25,7 @@ class Category(str, Enum):
 UNWANTED_CATEGORIES = frozenset({Category.PROMOTION, Category.FRAUD, Category.ILLICIT})
 
 
-class FraudSubtype(str, Enum):
+class FraudSubtype(StrEnum):
     AUTHORITY_IMPERSONATION = "authority_impersonation"  # 冒充公检法
     LOAN = "loan"  # 贷款
     CUSTOMER_SERVICE_IMPERSONATION = "customer_service_impersonation"  # 冒充客服
@@ -36,14 +36,14 @@ class FraudSubtype(str, Enum):
     OTHER = "other"
 
 
-class IllicitSubtype(str, Enum):
+class IllicitSubtype(StrEnum):
     GAMBLING = "gambling"
     PORN = "porn"
     FAKE_DOCUMENTS = "fake_documents"  # fake invoices and certificates
     LINK_SPAM = "link_spam"
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     """What the ingress does with the message, mildest first."""
 
     DELIVER = "deliver"
@@ -57,7 +57,7 @@ class Action(str, Enum):
         return list(Action).index(self)
 
 
-class Channel(str, Enum):
+class Channel(StrEnum):
     SMS = "sms"
     API = "api"
     SMPP = "smpp"
@@ -66,7 +66,7 @@ class Channel(str, Enum):
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass(slots=True)
@@ -161,13 +161,16 @@ class Verdict:
 def describe_signal(signal: Signal) -> str:
     """One line a person can read: the signal, its points and the evidence that matters."""
     ev = signal.evidence
+    listed = ("matched", "terms", "links", "numbers")
     detail = ev.get("why") or ", ".join(
-        f"{k}={v}" for k, v in ev.items() if k not in {"span", "spans"} and not isinstance(v, (list, dict))
+        f"{k}={v}" for k, v in ev.items()
+        if k not in {"span", "spans", *listed} and not isinstance(v, (list, dict))
     )
-    for key in ("matched", "terms", "links", "numbers"):
+    for key in listed:
         if ev.get(key):
             values = ev[key]
-            shown = values if isinstance(values, list) else [values]
-            detail = f"{detail}; {key}: {', '.join(str(v) for v in shown[:5])}" if detail else f"{key}: {', '.join(str(v) for v in shown[:5])}"
+            shown = ", ".join(str(v) for v in (values if isinstance(values, list) else [values])[:5])
+            detail = f"{detail}; {key}: {shown}" if detail else f"{key}: {shown}"
     sign = "+" if signal.points >= 0 else ""
-    return f"{signal.name} ({sign}{signal.points:g}): {detail}" if detail else f"{signal.name} ({sign}{signal.points:g})"
+    head = f"{signal.name} ({sign}{signal.points:g})"
+    return f"{head}: {detail}" if detail else head

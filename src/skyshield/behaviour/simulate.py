@@ -199,7 +199,7 @@ def simulate(cfg: SimConfig) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, 
     to = rng.integers(0, n, k)
     calls.add(caller=c, callee=to, t=t, duration=np.where(ans, np.round(rng.lognormal(np.log(30), 0.6, k)), 0.0),
               answered=ans, cell=rng.integers(0, n_comm * 3, k), device=c + 20_000_000)
-    back = rng.random(k) < 0.15
+    back = (rng.random(k) < 0.15) & (t < span - 7200)
     calls.add(caller=to[back], callee=c[back], t=t[back] + rng.integers(60, 7200, back.sum()),
               duration=np.round(rng.lognormal(np.log(40), 0.6, back.sum())), answered=np.ones(back.sum(), bool),
               cell=sub_cell[to[back]], device=sub_device[to[back]])
