@@ -22,6 +22,15 @@ import time
 from pathlib import Path
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux /proc): less sensitive to machine load than wall time."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -90,7 +99,9 @@ def main() -> int:
         time.sleep(3)  # start-up: imports and the screener's model
         if proxy.poll() is not None:
             raise SystemExit(f"proxy exited: {proxy.stdout.read()}")
+        cpu_before = cpu_seconds(proxy.pid)
         via = run_calls(sipp, f"127.0.0.1:{proxy_port}", uas_port, args.calls, args.rate, args.limit, tmp)
+        cpu_per_call = (cpu_seconds(proxy.pid) - cpu_before) / max(via["calls"], 1) * 1e6
     finally:
         proxy.terminate()
         out, _ = proxy.communicate(timeout=15)
@@ -101,6 +112,9 @@ def main() -> int:
     for name, r in (("direct to callee", direct), ("through skyshield sip", via)):
         print(f"{name:22} {r['cps']:8.0f} {r['p50']:18.0f} {r['p99']:7.0f} {str(r['ok']):>7}")
     print(f"through proxy / direct calls per second: {via['cps'] / direct['cps']:.2f}")
+    print(f"proxy CPU per completed call (INVITE, 100/180/200, ACK, BYE, 200; screening included): "
+          f"{cpu_per_call:.0f} µs -> one core sustains about {1e6 / max(cpu_per_call, 1):,.0f} calls/s "
+          f"(load average {os.getloadavg()[0]:.1f})")
     tail = [line for line in out.splitlines() if line.startswith("decisions:")]
     if tail:
         print("proxy " + tail[-1])

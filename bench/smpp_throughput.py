@@ -237,14 +237,15 @@ def main() -> int:
     ap.add_argument("--window", type=int, default=64)
     ap.add_argument("--limit", type=float, default=60, help="seconds at most per phase")
     ap.add_argument("--no-record", action="store_true", help="do not write verdicts to the store (SQLite)")
-    ap.add_argument("--batch-wait-ms", type=float, default=None, help="override gateway.smpp.batch_wait_ms")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a [gateway.smpp] policy line for the firewall, e.g. --set batch_wait_ms=0 (repeatable)")
     ap.add_argument("--workers", type=int, default=1, help="firewall worker processes (skyshield smpp --workers)")
     args = ap.parse_args()
 
     pdus = make_pdus(args.n)
     paced_pdus = pdus[: int(min(args.n, args.rate * 4))]  # about 4 s of paced traffic
     tmp = Path(tempfile.mkdtemp(prefix="skyshield-bench-"))
-    extra = f"batch_wait_ms = {args.batch_wait_ms}\n" if args.batch_wait_ms is not None else ""
+    extra = "".join(f"{line.partition('=')[0].strip()} = {line.partition('=')[2].strip()}\n" for line in args.set)
     (tmp / "policy.toml").write_text(POLICY + extra)
     env = dict(os.environ, SKYSHIELD_DB=f"sqlite:///{tmp / 'bench.db'}", PYTHONUNBUFFERED="1")
     exe = [sys.executable, "-m", "skyshield.cli", "--policy", str(tmp / "policy.toml")]

@@ -79,9 +79,9 @@ def main() -> int:
 
     # --- skyshield ---------------------------------------------------------------------------
     model = corpus.fit(np.isin(np.arange(len(raw)), train))
-    from skyshield.text.training import calibrate
+    from skyshield.text.evaluation import fit_calibration, margins_of
 
-    calibrate(model, model.raw_margins([corpus.normalised[i] for i in test]), cat[test])
+    fit_calibration(model, margins_of(model, [corpus.normalised[i] for i in test]), list(cat[test]))
     analysed = analyse_batch(batch)
     model.predict(analysed[:1000])
     t_full = timed(lambda: model.predict(analyse_batch(batch)), 2)
@@ -121,7 +121,7 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "train.txt"
             path.write_text("".join(f"__label__{cat[i]} {fasttext_tokens(raw[i])}\n" for i in train), encoding="utf-8")
-            ft = fasttext.train_supervised(str(path), epoch=10, wordNgrams=2, dim=50, minn=0, maxn=0,
+            ft = fasttext.train_supervised(str(path), epoch=25, lr=0.5, wordNgrams=2, dim=50, minn=0, maxn=0,
                                            bucket=1 << 20, thread=1, verbose=0, seed=1)
 
         def ft_predict(texts: list[str]) -> list[str]:

@@ -6,6 +6,8 @@ need=()
 command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
 command -v bearerbox >/dev/null 2>&1 || need+=(kannel)  # a third-party SMPP sender for the gateway tests
 command -v make >/dev/null 2>&1 || need+=(make)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)  # console tests (headless, via playwright)
+fc-list 2>/dev/null | grep -qi "wenquanyi micro hei" || need+=(fonts-wqy-microhei)  # Chinese in screenshots
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "system-packages: not root; missing ${need[*]} (tests that need them will skip)" >&2

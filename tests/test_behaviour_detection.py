@@ -28,6 +28,14 @@ def test_bombing_fires_on_the_fifth_distinct_sender_and_picks_a_level() -> None:
     assert det.observe("site4", "victim", 112.0, False) is None  # not a code
     det.observe("site4", "victim", 113.0, True)
     assert det.observe("site4", "victim", 114.0, True).level == "source"  # one site hammering the victim
+    # one site sending codes to three victims under attack is abused at scale; three such sites share a prefix
+    scale = BombingDetector(BombingConfig(window=600, min_senders=3, source_victims=3, prefix_senders=3))
+    found = [scale.observe(f"1069000{i}", f"victim{v}", 10.0 * v + i, True) for v in range(3) for i in range(3)]
+    assert [f.level if f else None for f in found[:3]] == [None, None, "recipient"]
+    assert found[-1].level == "prefix" and found[-1].target == "1069000" and found[-1].source_victims == 3
+    # codes that get used are a person signing up, not an attack
+    signup = BombingDetector(BombingConfig(window=600, min_senders=5))
+    assert all(signup.observe(f"site{i}", "me", 10.0 * i, True, code_used=True) is None for i in range(6))
     # the same five sites spread over hours are ordinary sign-ups
     slow = BombingDetector(BombingConfig(window=600, min_senders=5))
     assert all(slow.observe(f"site{i}", "v", i * 3600.0, True) is None for i in range(6))
@@ -91,3 +99,18 @@ def test_ftc_file_imports(data_dir: Path, tmp_path: Path) -> None:
     assert report.rows == 337_810
     assert 298_000 < report.numbers <= 298_948
     assert len(ReputationLists.load(tmp_path / "f.db")) == report.numbers
+
+
+def test_simbox_rule_on_simulator(city) -> None:
+    from skyshield.behaviour import simbox
+
+    calls, _, labels, _ = city
+    r = simbox.evaluate(calls, labels, days=2)
+    assert r["recall"] == 1.0 and r["simbox_numbers"] == 16
+    # whatever else fires is fraud too (rotating rings share devices), never an ordinary subscriber or courier
+    assert set(r["false_positives_by_kind"]) <= {"fraud"}
+    rule = simbox.SimboxRule(min_calls_24h=40, min_numbers_per_device=4)
+    assert not rule.fires(100, 1, 1, 16)  # one call back is enough to pass
+    assert not rule.fires(100, 0, 1, 1)  # a call-centre phone: one number on the device
+    assert rule.fires(100, 0, 1, None)  # without device ids the rule cannot tell
+    assert not rule.fires(100, 0, 0, None)  # without cells, "never moves" is unknown

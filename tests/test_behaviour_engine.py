@@ -150,3 +150,17 @@ def test_http_routes(policy: Policy, tmp_path: Path) -> None:
         assert r.status_code == 422
         r = client.post("/v1/numbers/17300000002:block", json={"reason": "complaints"})
         assert r.status_code == 200 and r.json()["blocked"]["reason"] == "complaints"
+        assert client.post("/v1/numbers/17300000002:unblock").status_code == 200
+        assert client.get("/v1/numbers/17300000002").json()["blocked"] is None
+        assert client.post("/v1/numbers/17300000002:unblock").json()["error"]["code"] == "not_blocked"
+
+
+def test_engine_clock_is_local_wall_clock() -> None:
+    from datetime import timezone as tz
+
+    from skyshield.behaviour.calls import epoch
+
+    beijing = tz(timedelta(hours=8))
+    local = epoch(datetime(2026, 1, 1, 2, 30, tzinfo=beijing), "Asia/Shanghai")
+    assert local == epoch(datetime(2026, 1, 1, 2, 30))  # 02:30 in Beijing is night, whatever the offset given
+    assert epoch(datetime(2026, 1, 1, 2, 30, tzinfo=UTC), "Asia/Shanghai") == epoch(datetime(2026, 1, 1, 10, 30))

@@ -103,3 +103,11 @@ def test_simulated_behaviours_differ_as_documented(city) -> None:
     assert m["fraud"]["answer_rate_24h"] < m["ordinary"]["answer_rate_24h"]
     assert m["simbox"]["in_calls_24h"] == 0 and m["simbox"]["distinct_cells_24h"] == 1
     assert m["courier"]["answer_rate_24h"] > m["fraud"]["answer_rate_24h"]
+
+
+def test_stream_forgets_idle_numbers() -> None:
+    s = StreamFeatures()
+    s.add_call("A", "B", 0.0)
+    s.add_call("C", "D", 8 * 86_400.0)
+    assert s.prune(8 * 86_400.0) == 2  # A and B: nothing for 8 days
+    assert set(s.numbers) == {"C", "D"} and s.features("A")["out_calls_7d"] == 0.0

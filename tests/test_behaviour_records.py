@@ -56,3 +56,12 @@ def test_missing_column_and_unknown_type_are_errors(tmp_path: Path) -> None:
         read_calls(tmp_path / "c.xls")
     with pytest.raises(FileNotFoundError):
         read_calls(tmp_path / "absent.csv")
+
+
+def test_unreadable_files_give_clear_errors(tmp_path: Path) -> None:
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(ValueError, match="cannot read as CSV: empty CSV"):
+        read_calls(tmp_path / "empty.csv")
+    (tmp_path / "broken.parquet").write_bytes(b"not parquet")
+    with pytest.raises(ValueError, match="cannot read as Parquet"):
+        read_calls(tmp_path / "broken.parquet")

@@ -137,9 +137,12 @@ def test_featurise_groups_features_per_message():
     # "hello world": two words and one bigram land in the word columns
     block = feats.buckets[feats.row_offsets[2]:feats.row_offsets[3]]
     assert (block[:, -2] != 0).sum() == 2 and (block[:, -1] != 0).sum() == 1
-    # n-grams made only of start/end markers carry no information (only length): they are dropped
+    # n-grams made only of start/end markers carry no information (only length): they are dropped;
+    # the start marker's slot holds the script instead
     empty = feats.buckets[feats.row_offsets[1]:feats.row_offsets[2], :3]
-    assert (empty != 0).sum() == 2  # "\x02\x03" and "\x02\x03\x03": the "empty message" features
+    assert (empty != 0).sum() == 3  # script, "\x02\x03" and "\x02\x03\x03"
+    assert feats.han.tolist() == [False, False, False]
+    assert featurise(["中文"], 16).han.tolist() == [True]
 
 
 def test_case_and_digits_do_not_change_features():

@@ -12,8 +12,15 @@ import pytest
 
 from skyshield.text import datasets as ds
 from skyshield.text.classify import HEADS
-from skyshield.text.evaluation import _scores, _softmax, assign_folds, dataset_metrics, load_corpus
-from skyshield.text.training import calibrate
+from skyshield.text.evaluation import (
+    _scores,
+    _softmax,
+    assign_folds,
+    dataset_metrics,
+    fit_calibration,
+    load_corpus,
+    margins_of,
+)
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +31,7 @@ def held_out(data_dir):
     test = np.flatnonzero(folds == 0)
     model = corpus.fit(train)
     margins, subs = _scores(model, [corpus.normalised[i] for i in test])
-    calibrate(model, margins, [ds.split_class(c)[0] for c in corpus.classes[test]])
+    fit_calibration(model, margins, [ds.split_class(c)[0] for c in corpus.classes[test]])
     return corpus, test, model, _softmax(margins, model), subs
 
 
@@ -60,7 +67,7 @@ def test_chinese_800k_first_10k(held_out):
 def test_smishtank_held_out_recall(held_out):
     corpus, _, model, _, _ = held_out
     held = [corpus.normalised[i] for i, item in enumerate(corpus.items) if "smishtank" in item.natives]
-    probs = _softmax(model.raw_margins(held), model)
+    probs = _softmax(margins_of(model, held), model)
     unwanted = probs[:, 1:].sum(axis=1)
     assert (unwanted >= 0.5).mean() >= 0.45  # never trained on: real 2021-23 US lures
 

@@ -26,7 +26,7 @@ def build_engine(policy: Policy | str | Path | None = None, settings: Settings |
     if policy.section("detectors.structure")["enabled"]:
         detectors.append(StructureDetector(policy))
     if policy.section("detectors.text_model")["enabled"]:
-        detectors.append(TextModelDetector())
+        detectors.append(TextModelDetector(float(policy.section("detectors.text_model")["min_probability"])))
     if policy.section("detectors.compliance")["enabled"]:
         from skyshield.compliance.detector import ComplianceDetector
 
@@ -36,4 +36,8 @@ def build_engine(policy: Policy | str | Path | None = None, settings: Settings |
         from skyshield.behaviour.detector import BehaviourDetector
 
         detectors.append(BehaviourDetector(policy))  # shares state with behaviour.calls.CallScreener(policy)
+    if policy.section("detectors.blocklist")["enabled"]:
+        from skyshield.disposal.blocks import BlocklistDetector
+
+        detectors.append(BlocklistDetector(policy, settings=settings))  # operator blocks; opens the database lazily
     return Engine(policy, analyse_batch, model, detectors)

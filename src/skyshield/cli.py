@@ -18,6 +18,9 @@ COMMAND_MODULES = [
     "skyshield.gateway.cli",       # smpp, sip, smsc-sim
     "skyshield.behaviour.cli",     # simulate, behaviour-train, behaviour-eval, lists import, profile
     "skyshield.text.rules_cli",    # analyse (normalised text, entities, structure signals)
+    "skyshield.security.cli",      # keys create/list/revoke, purge, audit-log verify/show
+    "skyshield.disposal.cli",      # report, retrain, campaigns, block/unblock/blocks, user
+    "skyshield.spark.cli",         # spark (behaviour features on Spark; optional extra)
 ]
 
 

@@ -40,6 +40,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--header", action="store_true", help="skip the first line")
     p.add_argument("--batch-size", type=_positive_int, default=1000, help="lines scored together (default 1000)")
     p.add_argument("--out", help="write JSON lines here instead of stdout")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="with --out: keep the complete lines already in OUT and continue after the last one (after a crash)",
+    )
     p.add_argument("--no-store", action="store_true", help="do not store verdicts (ids are then null)")
     p.set_defaults(handler=classify_command)
 
@@ -53,6 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.add_argument("--no-access-log", action="store_true", help="do not log every request")
+    p.add_argument("--workers", type=_positive_int, default=1,
+                   help="worker processes (default 1); with more, set [state] url so caps are shared")
     p.set_defaults(handler=serve_command)
 
 
@@ -209,6 +216,14 @@ def classify_command(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     policy = _policy(args)
+    resume_after = 0
+    if getattr(args, "resume", False):
+        if not args.out:
+            print("skyshield classify: error: --resume needs --out (the file to continue)", file=sys.stderr)
+            return 2
+        resume_after = _resume_point(args.out)
+        if resume_after:
+            print(f"skyshield classify: resuming after input line {resume_after:,}", file=sys.stderr)
     if args.file == "-":
         source: IO[bytes] = sys.stdin.buffer
     else:
@@ -219,11 +234,13 @@ def classify_command(args: argparse.Namespace) -> int:
 
         store = open_store_for(policy, settings)  # before the engine: its detectors may use the same database
     engine = build_engine(policy)
-    out: IO[bytes] = open(args.out, "wb") if args.out else sys.stdout.buffer  # noqa: SIM115
+    out: IO[bytes] = open(args.out, "ab" if resume_after else "wb") if args.out else sys.stdout.buffer  # noqa: SIM115
     started = time.perf_counter()
     done = failed = 0
     try:
         lines = read_lines(source, max_chars=settings.max_text_chars, column=args.column, header=args.header)
+        if resume_after:
+            lines = (line for line in lines if line.number > resume_after)
         for batch in _batches(lines, args.batch_size):
             good = [line for line in batch if line.error is None]
             messages = [
@@ -269,6 +286,34 @@ def classify_command(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _resume_point(path: str) -> int:
+    """The input line number of the last complete record in ``path`` (0 when there is none); a partly
+    written last record (the process was killed mid-write) is cut off so the file ends on a whole line."""
+    import json
+    import os
+
+    try:
+        f = open(path, "r+b")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        return 0
+    with f:
+        last_line, end = 0, 0
+        offset = 0
+        for raw in f:
+            offset += len(raw)
+            if not raw.endswith(b"\n"):
+                break
+            try:
+                number = json.loads(raw)["line"]
+            except (ValueError, KeyError, TypeError):
+                where = f"{path}: the line ending at byte {offset}"
+                raise ValueError(f"{where} is not a classify record; cannot resume") from None
+            last_line, end = int(number), offset
+        if end < os.fstat(f.fileno()).st_size:
+            f.truncate(end)
+    return last_line
+
+
 # -- why -----------------------------------------------------------------------------------------
 
 
@@ -304,13 +349,54 @@ def serve_command(args: argparse.Namespace) -> int:
     from skyshield.api.app import create_app
 
     settings = _settings(args)
-    app = create_app(_policy(args), settings)
+    policy = _policy(args)
+    if policy.section("privacy")["mask_logs"]:
+        from skyshield.security.logmask import install_log_masking
+
+        install_log_masking()
+    app = create_app(policy, settings)
     engine = app.state.skyshield.engine
+    if not app.state.security.keyring.any_keys() and not _is_loopback(args.host):
+        print(
+            f"skyshield serve: error: refusing to serve on {args.host} without API keys (anyone could read the "
+            "stored messages). Create one first: skyshield keys create --tenant NAME --scopes check,read "
+            "(or serve on 127.0.0.1).",
+            file=sys.stderr,
+        )
+        return 2
+    from skyshield.security.audit import record_policy_if_changed
+
+    record_policy_if_changed(app.state.skyshield.store, policy)
     print(
         f"skyshield: serving http://{args.host}:{args.port} (docs at /docs); database {settings.db_url}; "
         f"model {engine.model.version}",
         file=sys.stderr,
         flush=True,
     )
+    if args.workers > 1:
+        import os
+
+        from skyshield.shared_state.workers import APP_FACTORY, POLICY_ENV, worker_warning
+
+        warning = worker_warning(policy, args.workers)
+        if warning:
+            print(f"skyshield serve: warning: {warning}", file=sys.stderr, flush=True)
+        if getattr(args, "policy", None):
+            os.environ[POLICY_ENV] = os.path.abspath(args.policy)
+        app.state.skyshield.store.close()  # this process only supervises; each worker builds its own app
+        uvicorn.run(APP_FACTORY, factory=True, workers=args.workers, host=args.host, port=args.port,
+                    log_level=args.log_level, access_log=not args.no_access_log)
+        return 0
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=not args.no_access_log)
     return 0
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything

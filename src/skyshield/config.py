@@ -30,7 +30,15 @@ class Settings:
     @property
     def sqlite_path(self) -> Path:
         if not self.db_url.startswith("sqlite:///"):
-            raise ValueError(f"not a SQLite URL: {self.db_url} (write sqlite:///path/to/file.db)")
+            # With PostgreSQL records, the tables that are SQLite-only so far (consent ledger, reputation lists)
+            # live in this file (one per host; SQLite in WAL mode is safe for several worker processes).
+            local = os.environ.get("SKYSHIELD_LOCAL_DB", "")
+            if local.startswith("sqlite:///"):
+                return Path(local.removeprefix("sqlite:///"))
+            raise ValueError(
+                f"not a SQLite URL: {self.db_url} (write sqlite:///path/to/file.db; with a PostgreSQL database "
+                "set SKYSHIELD_LOCAL_DB=sqlite:///path/to/local.db for the consent ledger and reputation lists)"
+            )
         return Path(self.db_url.removeprefix("sqlite:///"))
 
     def hmac_key(self) -> bytes:

@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from skyshield.api import core
@@ -25,12 +25,17 @@ from skyshield.api.schemas import CheckRequest
 from skyshield.config import Settings, load_settings
 from skyshield.engine import Engine
 from skyshield.policy import Policy
+from skyshield.security.api import SecurityState, authorize
+from skyshield.security.failsafe import failure_action
+from skyshield.security.retention import start_purger
 from skyshield.store import VerdictStore, open_store_for
 
 #: Modules with ``router``; each adds its own endpoints.
 ROUTER_MODULES: list[str] = [
     "skyshield.api.compliance",  # templates:audit, templates, consents, replies
     "skyshield.api.behaviour",  # calls:check, numbers/{number}
+    "skyshield.api.disposal",  # reports, campaigns, blocks, appeals, review, regulator-report
+    "skyshield.console.routes",  # /console: operator web console (own login, outside /v1)
 ]
 
 DESCRIPTION = """Stops spam, unlawful marketing and fraud in SMS: every message gets a verdict
@@ -57,19 +62,27 @@ def create_app(
         from skyshield.assembly import build_engine
 
         engine = build_engine(policy, settings)
+    failure_action(policy)  # a bad [engine] on_failure fails at start
+    security = SecurityState.for_app(store, policy)  # API keys, rate limits (open local mode while none exist)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stop_purger = start_purger(store, policy)  # [privacy] retain_text: now and every purge_every
         yield
+        stop_purger()
+        security.keyring.close()
         if owns_store:
             store.close()
 
     app = FastAPI(title="skyshield", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.skyshield = ApiState(engine=engine, store=store, settings=settings, policy=policy)
+    app.state.security = security
     install_error_handlers(app)
-    app.include_router(core.router)
+    # Every router behind the key check (it passes anything outside /v1, and everything in open local mode).
+    gate = [Depends(authorize)]
+    app.include_router(core.router, dependencies=gate)
     for name in ROUTER_MODULES:
-        app.include_router(importlib.import_module(name).router)
+        app.include_router(importlib.import_module(name).router, dependencies=gate)
 
     def openapi() -> dict[str, Any]:
         # The check route reads its body itself (to validate item by item); publish its schema here.

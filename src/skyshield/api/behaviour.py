@@ -3,6 +3,7 @@
 - ``POST /v1/calls:check``            call attempts → verdicts (allow / suspect / block with reasons)
 - ``GET  /v1/numbers/{number}``       what the engine knows: features, fraud probability and reasons, lists
 - ``POST /v1/numbers/{number}:block`` block a number; fresh numbers that share its callees/device inherit it
+- ``POST /v1/numbers/{number}:unblock`` lift the block (appeal upheld, or a false positive)
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
@@ -21,6 +22,7 @@ from skyshield.behaviour.calls import CallScreener, call_decision, epoch
 from skyshield.behaviour.service import shared_service
 from skyshield.events import Call, utcnow
 from skyshield.explain import verdict_summary
+from skyshield.security.api import effective_tenant
 
 router = APIRouter(tags=["calls"])
 StateDep = Annotated[ApiState, Depends(get_state)]
@@ -64,7 +66,9 @@ def _screen(state: ApiState, calls: list[CallIn]) -> list[dict[str, Any]]:
              description="Each call updates the caller's behaviour profile and gets a verdict like a message: "
                          "`action` (deliver/tag/fold/hold/block), `decision` (allow/suspect/block for a switch), "
                          "score, reasons and the signals with their evidence.")
-async def check_calls(body: CallCheckRequest, state: StateDep) -> Response:
+async def check_calls(body: CallCheckRequest, state: StateDep, request: Request) -> Response:
+    for c in body.calls:  # a tenant's key screens that tenant's calls
+        c.tenant = effective_tenant(request, c.tenant) or c.tenant
     results = await run_in_threadpool(_screen, state, body.calls)
     svc = shared_service(state.policy)
     return json_response({"results": results, "checked": len(results),
@@ -88,5 +92,15 @@ def number_profile(number: str, state: StateDep) -> Response:
 def block_number(number: str, body: BlockRequest, state: StateDep) -> Response:
     svc = shared_service(state.policy)
     with svc.lock:
-        svc.block(number.strip(), body.reason, epoch(utcnow()))
+        svc.block(number.strip(), body.reason, epoch(utcnow(), svc.timezone))
         return json_response({"number": number.strip(), "blocked": svc.rotation.blocked[number.strip()]})
+
+
+@router.post("/v1/numbers/{number}:unblock", summary="Lift a number's block",
+             description="Removes the block (automatic or by an operator) and its evidence for rotation links.")
+def unblock_number(number: str, state: StateDep) -> Response:
+    svc = shared_service(state.policy)
+    with svc.lock:
+        if not svc.unblock(number.strip()):
+            raise ApiError(404, "not_blocked", f"{number.strip()} is not blocked")
+        return json_response({"number": number.strip(), "blocked": None})

@@ -23,6 +23,7 @@ from skyshield.api.deps import ApiState, get_state
 from skyshield.api.errors import ApiError, json_response
 from skyshield.compliance.ledger import ConsentError, ConsentLedger
 from skyshield.compliance.templates import Auditor, TemplateRegistry
+from skyshield.security.api import effective_tenant
 
 router = APIRouter(tags=["compliance"])
 StateDep = Annotated[ApiState, Depends(get_state)]
@@ -107,6 +108,7 @@ _AUDIT_BODY = {
 @router.post("/v1/templates:audit", summary="Pre-audit templates (JSON) or a campaign file (text/csv)",
              openapi_extra={"requestBody": _AUDIT_BODY})
 async def audit_templates(request: Request, state: StateDep, tenant: str = "default") -> Response:
+    tenant = effective_tenant(request, tenant) or "default"
     body = await request.body()
     if request.headers.get("content-type", "").split(";")[0].strip() == "text/csv":
         from skyshield.compliance.campaign import CampaignFileError, audit_campaign
@@ -130,12 +132,13 @@ async def audit_templates(request: Request, state: StateDep, tenant: str = "defa
 
 
 @router.post("/v1/templates", summary="Audit and register a template; it is approved when the audit passes")
-def register_template(req: RegisterRequest, state: StateDep) -> Response:
+def register_template(req: RegisterRequest, state: StateDep, request: Request) -> Response:
+    tenant = effective_tenant(request, req.tenant) or req.tenant
     item = req.model_dump(exclude={"tenant"})
     audit = Auditor(state.policy, state.engine.analyse, state.engine.model).audit([item])[0]
     ledger = ledger_for(state)
     registry = _registry(state, ledger)
-    template_id = registry.register(req.tenant, audit)
+    template_id = registry.register(tenant, audit)
     return json_response({"id": template_id, "approved": audit.outcome == "pass", "audit": audit.to_dict()},
                          status=201)
 
@@ -148,11 +151,12 @@ def _registry(state: ApiState, ledger: ConsentLedger) -> TemplateRegistry:
 
 
 @router.post("/v1/consents", summary="Record opt-ins (with their evidence) and opt-outs")
-def record_consents(req: ConsentRequest, state: StateDep) -> Response:
+def record_consents(req: ConsentRequest, state: StateDep, request: Request) -> Response:
     ledger = ledger_for(state)
     results: list[dict[str, Any]] = []
     failed = False
     for n, rec in enumerate(req.records):
+        rec.tenant = effective_tenant(request, rec.tenant) or rec.tenant
         try:
             if rec.status == "opt_in":
                 record = ledger.record_opt_in(rec.tenant, rec.signature, rec.recipient, source=rec.source,
@@ -169,8 +173,9 @@ def record_consents(req: ConsentRequest, state: StateDep) -> Response:
 
 
 @router.get("/v1/consents", summary="Export consent records with their evidence (CSV or JSONL)")
-def export_consents(state: StateDep, format: Literal["csv", "jsonl"] = "csv",
+def export_consents(request: Request, state: StateDep, format: Literal["csv", "jsonl"] = "csv",
                     tenant: Annotated[str | None, Query()] = None) -> Response:
+    tenant = effective_tenant(request, tenant)
     out = io.StringIO()
     ledger_for(state).export(out, format, tenant)
     media = "text/csv; charset=utf-8" if format == "csv" else "application/x-ndjson"
@@ -179,8 +184,10 @@ def export_consents(state: StateDep, format: Literal["csv", "jsonl"] = "csv",
 
 
 @router.post("/v1/replies", summary="A recipient's reply: record an opt-out, return the one confirmation")
-def handle_reply_route(req: ReplyIn, state: StateDep) -> Response:
+def handle_reply_route(req: ReplyIn, state: StateDep, request: Request) -> Response:
     from skyshield.compliance.optout import handle_reply
+
+    req.tenant = effective_tenant(request, req.tenant) or req.tenant
 
     try:
         outcome = handle_reply(ledger_for(state), state.policy, text=req.text, recipient=req.from_, sender=req.to,

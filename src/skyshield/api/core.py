@@ -28,6 +28,8 @@ from skyshield.api.schemas import (
 from skyshield.events import Action, Category, Channel, Message, utcnow
 from skyshield.explain import verdict_summary
 from skyshield.metrics import REQUEST_SECONDS, STORE_SECONDS, exposition, record_batch, record_error
+from skyshield.security.api import effective_tenant, may_see, principal_of
+from skyshield.security.failsafe import engine_failed, journal, journal_path, store_failed
 from skyshield.store import VerdictStore
 
 router = APIRouter()
@@ -61,6 +63,8 @@ def _batch_items(body: bytes, max_batch: int) -> list[Any]:
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno} column {exc.colno}"
         raise ApiError(400, "invalid_json", f"request body is not JSON: {exc.msg} at {where}") from None
+    except RecursionError:  # [[[[... thousands deep: refuse it as bad JSON, not as a server error
+        raise ApiError(400, "invalid_json", "request body is nested too deeply to be a message batch") from None
     if not isinstance(data, dict):
         raise ApiError(422, "invalid_type", 'the body must be a JSON object: {"messages": [...]}', field="")
     unknown = sorted(set(data) - {"messages"})
@@ -124,9 +128,23 @@ def _validate_items(items: list[Any], max_chars: int) -> tuple[list[tuple[int, M
             errors[index] = _item_error(
                 index, "text_too_long", f"text has {len(item.text):,} characters; the limit is {max_chars:,}", "text"
             )
+        elif not item.text.isascii() and _lone_surrogate(item.text) is not None:
+            # JSON may escape half a UTF-16 pair ("\ud83d"); such text cannot be stored, so refuse this item alone.
+            at = _lone_surrogate(item.text)
+            message = f"text has a lone UTF-16 surrogate at character {at}; send valid Unicode"
+            errors[index] = _item_error(index, "invalid_text", message, "text")
         else:
             valid.append((index, item))
     return valid, errors
+
+
+def _lone_surrogate(text: str) -> int | None:
+    """Index of the first lone surrogate in ``text``, or None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None
 
 
 def _to_message(item: MessageIn) -> Message:
@@ -144,19 +162,14 @@ def _to_message(item: MessageIn) -> Message:
     )
 
 
-def _store_failed(exc: Exception) -> ApiError:
-    message = f"verdicts could not be stored ({type(exc).__name__}: {exc}); retry the batch"
-    return ApiError(503, "store_unavailable", message)
-
-
 def _score_and_store(state: ApiState, valid: list[tuple[int, MessageIn]]) -> dict[int, dict[str, Any]]:
     """Verdict summaries by index. A message whose ``id`` (per tenant) was checked before is not scored or
     stored again: it gets the stored verdict, marked ``replayed`` (so a client may safely resend a batch)."""
     keys = sorted({(item.tenant, item.id) for _, item in valid if item.id is not None})
     try:
         known = state.store.find_external(keys) if keys else {}
-    except Exception as exc:  # noqa: BLE001 - any storage failure is the same answer to the client
-        raise _store_failed(exc) from exc
+    except Exception:  # noqa: BLE001 - the store is down: score anyway, the save below takes the fail-safe path
+        known = {}
     out: dict[int, dict[str, Any]] = {}
     first_of: dict[tuple[str, str], int] = {}
     repeats: dict[int, int] = {}
@@ -174,18 +187,27 @@ def _score_and_store(state: ApiState, valid: list[tuple[int, MessageIn]]) -> dic
             fresh.append((index, item))
     if fresh:
         messages = [_to_message(item) for _, item in fresh]
+        failsafe: str | None = None
         with state.engine_lock:
             started = time.perf_counter()
-            verdicts = state.engine.check(messages)
+            try:
+                verdicts = state.engine.check(messages)
+            except Exception as exc:  # noqa: BLE001 - [engine] on_failure decides; the verdict says why
+                verdicts = engine_failed(state.policy, messages, exc, state.engine.model.version)
+                failsafe = "engine_unavailable"
             record_batch("api", verdicts, time.perf_counter() - started)
         started = time.perf_counter()
         try:
             state.store.save(list(zip(messages, verdicts, strict=True)), idempotent=True)
         except Exception as exc:  # noqa: BLE001
-            raise _store_failed(exc) from exc
+            store_failed(state.policy, verdicts, exc)
+            journal(journal_path(state.settings), messages, verdicts)
+            failsafe = "store_unavailable"
         STORE_SECONDS.labels("api").observe(time.perf_counter() - started)
         for (index, item), verdict in zip(fresh, verdicts, strict=True):
             out[index] = {"index": index, "message_id": item.id, **verdict_summary(verdict), "replayed": False}
+            if failsafe:
+                out[index]["failsafe"] = failsafe
     for index, first in repeats.items():
         out[index] = {**out[first], "index": index, "replayed": True}
     return out
@@ -206,7 +228,10 @@ _CHECK_BODY = {
         "Each item is validated on its own: a broken item "
         "gets `error` (with its index) in `results` and the others are still checked and stored. HTTP 200 when "
         "every item was checked; HTTP 422 with `error.code = invalid_items` and the same `results` when any was "
-        "refused; HTTP 413 for more than 10,000 messages or an oversized body; HTTP 400 for a body that is not JSON."
+        "refused; HTTP 413 for more than 10,000 messages or an oversized body; HTTP 400 for a body that is not JSON. "
+        "When the engine or the store fails, items get the `[engine] on_failure` action with `failsafe` set "
+        "(`engine_unavailable` / `store_unavailable`) and an ENGINE_UNAVAILABLE / STORE_UNAVAILABLE signal. With API "
+        "keys, the tenant is the key's (an admin key may name any)."
     ),
     openapi_extra={"requestBody": _CHECK_BODY},
     response_model=None,
@@ -218,7 +243,9 @@ _CHECK_BODY = {
             "model": PartialCheckResponse,
             "description": "The body's shape is wrong (error only), or some items are broken (error + results).",
         },
-        503: {"model": ErrorResponse, "description": "The verdicts could not be stored."},
+        401: {"model": ErrorResponse, "description": "API keys exist and this request has no valid one."},
+        403: {"model": ErrorResponse, "description": "The key lacks the `check` scope."},
+        429: {"model": ErrorResponse, "description": "The key is over its rate (`[security] key_rate`)."},
     },
     tags=["messages"],
 )
@@ -227,6 +254,8 @@ async def check_messages(request: Request, state: StateDep) -> Response:
     body = await _read_body(request, state.settings.max_body_bytes)
     items = _batch_items(body, state.settings.max_batch)
     valid, errors = _validate_items(items, state.settings.max_text_chars)
+    if not principal_of(request).any_tenant:  # a tenant's key checks that tenant's traffic, whatever the body says
+        valid = [(i, item.model_copy(update={"tenant": effective_tenant(request, item.tenant)})) for i, item in valid]
     answered = await run_in_threadpool(_score_and_store, state, valid) if valid else {}
 
     results: list[dict[str, Any] | None] = [None] * len(items)
@@ -273,9 +302,9 @@ def _raw_id(item: Any) -> str | None:
     responses={404: {"model": ErrorResponse, "description": "No verdict with this id."}},
     tags=["verdicts"],
 )
-def get_verdict(verdict_id: int, store: StoreDep) -> Response:
+def get_verdict(verdict_id: int, store: StoreDep, request: Request) -> Response:
     stored = store.get(verdict_id)
-    if stored is None:
+    if stored is None or not may_see(request, stored.tenant):  # another tenant's verdict does not exist for you
         raise ApiError(404, "verdict_not_found", f"no verdict with id {verdict_id}", id=verdict_id)
     data = stored.to_dict()
     data["reasons"] = stored.verdict.reasons()
@@ -292,6 +321,7 @@ def get_verdict(verdict_id: int, store: StoreDep) -> Response:
 )
 def list_verdicts(
     store: StoreDep,
+    request: Request,
     sender: str | None = None,
     recipient: str | None = None,
     action: Action | None = None,
@@ -307,7 +337,7 @@ def list_verdicts(
         recipient=recipient,
         action=action.value if action else None,
         category=category.value if category else None,
-        tenant=tenant,
+        tenant=effective_tenant(request, tenant),
         since=since,
         until=until,
         limit=limit,

@@ -24,12 +24,14 @@ log = logging.getLogger("skyshield.api")
 class ApiError(Exception):
     """A refusal with an HTTP status, a stable machine code and a message a person can act on."""
 
-    def __init__(self, status: int, code: str, message: str, **extra: Any):
+    def __init__(self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None, **extra: Any):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.extra = extra
+        #: Response headers (``Retry-After`` on 429, ``WWW-Authenticate`` on 401).
+        self.headers = headers
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -84,7 +86,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> Response:
         record_error("api", exc.code)
-        return json_response(error_body(exc.code, exc.message, **exc.extra), exc.status)
+        return json_response(error_body(exc.code, exc.message, **exc.extra), exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:

@@ -6,12 +6,13 @@ response is chosen at the narrowest level that stops it:
 
 - ``recipient``: hold further code messages to the victim for ``cooldown`` (the default; the sites are
   innocent relays, so blocking them everywhere would hurt their real users);
-- ``source``: one sender repeating codes to the same victim (``source_repeat`` in the window) is abused
-  directly: block that source for this victim;
-- ``prefix``: several abused senders share a number prefix (one aggregator channel): block the prefix for
-  this victim.
+- ``source``: one sender repeating codes to the same victim (``source_repeat`` in the window), or sending
+  codes to several victims under attack (``source_victims``: its abuse velocity), is abused: block or
+  rate-limit that source (its sign-up form needs a CAPTCHA);
+- ``prefix``: several sources abused at scale share a number prefix (one aggregator channel): block the prefix.
 
-Codes that were never used (``code_used`` false, when the site reports it) strengthen the evidence.
+Where sites report whether a code was used (``code_used``), a recipient who used at least half of the window's
+codes is signing up, not under attack, and no finding is made; unused codes are counted in the evidence.
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ class BombingConfig:
     window: float = 600.0
     min_senders: int = 5
     cooldown: float = 3600.0
-    source_repeat: int = 3
+    source_repeat: int = 3  # codes from one source to one victim in the window: that source is abused directly
+    source_victims: int = 3  # victims under attack one source sent codes to in the window: abused at scale
     prefix_len: int = 7
-    prefix_senders: int = 3
+    prefix_senders: int = 3  # sources abused at scale that share a prefix: block the prefix
 
 
 @dataclass
@@ -51,6 +53,7 @@ class BombingFinding:
     window_s: float
     unused_codes: int
     since: float
+    source_victims: int = 0
 
     def evidence(self) -> dict[str, Any]:
         return {
@@ -58,6 +61,7 @@ class BombingFinding:
                    f"{self.window_s:g}s; block level {self.level} ({self.target})",
             "recipient": self.recipient, "level": self.level, "target": self.target,
             "distinct_senders": self.distinct_senders, "unused_codes": self.unused_codes,
+            "source_victims": self.source_victims,
         }
 
 
@@ -65,6 +69,8 @@ class BombingDetector:
     def __init__(self, config: BombingConfig | None = None):
         self.cfg = config or BombingConfig()
         self.recipients: dict[str, _Recipient] = {}
+        # per source: (ts, recipient) of its codes in the window
+        self._by_source: dict[str, deque] = {}
 
     def observe(self, sender: str, recipient: str, ts: float, is_code: bool,
                 code_used: bool | None = None) -> BombingFinding | None:
@@ -78,12 +84,22 @@ class BombingDetector:
         r.events.append((ts, sender, code_used))
         r.senders[sender] += 1
         horizon = ts - cfg.window
+        q = self._by_source.get(sender)
+        if q is None:
+            q = self._by_source[sender] = deque()
+        q.append((ts, recipient))
+        while q[0][0] <= horizon:
+            q.popleft()
         while r.events and r.events[0][0] <= horizon:
             _, old, _ = r.events.popleft()
             r.senders[old] -= 1
             if not r.senders[old]:
                 del r.senders[old]
         distinct = len(r.senders)
+        # a person signing up on several sites uses the codes; a bombing victim uses none
+        known = [e[2] for e in r.events if e[2] is not None]
+        if len(known) >= cfg.min_senders and sum(known) >= 0.5 * len(known):
+            return None
         if distinct >= cfg.min_senders:
             if r.attack_until < ts:
                 r.attack_start = ts
@@ -91,14 +107,21 @@ class BombingDetector:
         elif r.attack_until < ts:
             return None
         unused = sum(1 for e in r.events if e[2] is False)
+        victims = self._source_victims(sender, ts)
         level, target = "recipient", recipient
-        if r.senders[sender] >= cfg.source_repeat:
+        prefix = sender[: cfg.prefix_len]
+        if len(sender) > cfg.prefix_len and victims >= cfg.source_victims and sum(
+                1 for s in r.senders if s.startswith(prefix)
+                and self._source_victims(s, ts) >= cfg.source_victims) >= cfg.prefix_senders:
+            level, target = "prefix", prefix
+        elif victims >= cfg.source_victims or r.senders[sender] >= cfg.source_repeat:
             level, target = "source", sender
-        else:
-            prefix = sender[: cfg.prefix_len]
-            if sum(1 for s in r.senders if s.startswith(prefix)) >= cfg.prefix_senders and len(sender) > cfg.prefix_len:
-                level, target = "prefix", prefix
-        return BombingFinding(recipient, level, target, distinct, cfg.window, unused, r.attack_start)
+        return BombingFinding(recipient, level, target, distinct, cfg.window, unused, r.attack_start, victims)
+
+    def _source_victims(self, sender: str, ts: float) -> int:
+        """Distinct recipients under attack that ``sender`` sent codes to within the window (its abuse velocity)."""
+        q = self._by_source.get(sender, ())
+        return len({rcp for _, rcp in q if self.under_attack(rcp, ts)})
 
     def under_attack(self, recipient: str, ts: float) -> bool:
         r = self.recipients.get(recipient)
@@ -116,11 +139,14 @@ def evaluate(messages: pl.DataFrame, attacks: pl.DataFrame, config: BombingConfi
     flagged = np.zeros(m.height, bool)
     truth = np.zeros(m.height, bool)
     detected_at: dict[str, float] = {}
+    levels: dict[str, int] = {}
     for i, (snd, rcp, ts, code, used) in enumerate(zip(m["sender"], m["recipient"], m["ts"], m["is_code"],
                                                        m["code_used"], strict=False)):
         win = victims.get(rcp)
         truth[i] = bool(code and win is not None and win[0] <= ts <= win[1])
-        if det.observe(snd, rcp, ts, bool(code), used) is not None:
+        finding = det.observe(snd, rcp, ts, bool(code), used)
+        if finding is not None:
+            levels[finding.level] = levels.get(finding.level, 0) + 1
             flagged[i] = True
             if truth[i] and rcp not in detected_at:
                 detected_at[rcp] = ts
@@ -131,4 +157,5 @@ def evaluate(messages: pl.DataFrame, attacks: pl.DataFrame, config: BombingConfi
         "precision": round(tp / max(1, int(flagged.sum())), 4), "recall": round(tp / max(1, int(truth.sum())), 4),
         "attacks": len(victims), "attacks_detected": len(detected_at),
         "median_seconds_to_detect": round(float(np.median(delays)), 1) if delays else None,
+        "block_levels": levels,
     }

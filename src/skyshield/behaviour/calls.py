@@ -16,6 +16,7 @@ hundred microseconds (features of the caller's last 7 days, the model at most ev
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from skyshield.behaviour.service import BehaviourService, shared_service
 from skyshield.events import Action, Call, Category, Verdict
@@ -26,8 +27,11 @@ FRAUD_SIGNALS = frozenset({"SENDER_FRAUD_SCORE", "ROTATED_NUMBER", "BLOCKED_NUMB
                            "REPUTATION_LISTED"})
 
 
-def epoch(t: datetime) -> float:
-    """Seconds since the epoch; a naive time is read as UTC (as in the record files)."""
+def epoch(t: datetime, zone: str | None = None) -> float:
+    """The engine's clock: local wall-clock seconds (a zone-aware time is first moved to ``zone``), counted
+    as if UTC, so records, API and SIP agree on what "night" is."""
+    if t.tzinfo is not None and zone:
+        t = t.astimezone(ZoneInfo(zone)).replace(tzinfo=None)
     return (t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp()
 
 
@@ -52,7 +56,7 @@ class CallScreener:
     def screen(self, call: Call, cell: str | None = None, device: str | None = None) -> Verdict:
         """Record the attempt in the caller's history and judge it."""
         svc = self.service
-        ts = epoch(call.start)
+        ts = epoch(call.start, svc.timezone)
         with svc.lock:
             svc.observe_call(call.caller, call.callee, ts, call.duration, call.answered, cell, device)
             signals, prob = svc.call_signals(call.caller, ts)
@@ -63,4 +67,5 @@ class CallScreener:
     def outcome(self, call: Call, duration: float, answered: bool) -> bool:
         """The screened call ended: fill in its duration and whether it was answered."""
         with self.service.lock:
-            return self.service.stream.complete_call(call.caller, call.callee, epoch(call.start), duration, answered)
+            return self.service.stream.complete_call(call.caller, call.callee, epoch(call.start, self.service.timezone),
+                                                     duration, answered)

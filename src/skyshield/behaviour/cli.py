@@ -53,26 +53,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_profile)
 
 
-def _read_calls(path: str):
+def _zone(args: argparse.Namespace) -> str:
+    from skyshield.policy import Policy
+
+    return Policy.load(getattr(args, "policy", None)).section("detectors.behaviour")["timezone"]
+
+
+def _read_calls(path: str, zone: str = "UTC"):
     from skyshield.behaviour.records import read_calls
 
     p = Path(path)
     if p.is_dir() and (p / "calls").is_dir():
         p = p / "calls"
-    result = read_calls(p)
+    result = read_calls(p, zone)
     if result.rejects:
         print(f"calls: {result.summary()}", file=sys.stderr)
     return result.frame
 
 
-def _read_messages(path: str | None, calls_path: str):
+def _read_messages(path: str | None, calls_path: str, zone: str = "UTC"):
     from skyshield.behaviour.records import read_messages
 
     if path is None and (Path(calls_path) / "messages").is_dir():
         path = str(Path(calls_path) / "messages")
     if path is None:
         return None
-    result = read_messages(path)
+    result = read_messages(path, zone)
     if result.rejects:
         print(f"messages: {result.summary()}", file=sys.stderr)
     return result.frame
@@ -94,8 +100,8 @@ def _simulate(args: argparse.Namespace) -> int:
 def _features(args: argparse.Namespace) -> int:
     from skyshield.behaviour.features import batch_features
 
-    calls = _read_calls(args.calls)
-    messages = _read_messages(args.messages, args.calls)
+    calls = _read_calls(args.calls, _zone(args))
+    messages = _read_messages(args.messages, args.calls, _zone(args))
     t0 = time.perf_counter()
     f = batch_features(calls, messages)
     f.write_parquet(args.out)
@@ -116,7 +122,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from skyshield.behaviour import bombing, rotation
+    from skyshield.behaviour import bombing, rotation, simbox
     from skyshield.behaviour.model import evaluate_sichuan, write_metrics
     from skyshield.behaviour.simulate import SimConfig, simulate
 
@@ -133,6 +139,7 @@ def _eval(args: argparse.Namespace) -> int:
         "callee_overlap_only": rotation.evaluate(calls, messages, labels, use_devices=False),
         "setup": setup + "; the carrier blocks each fraud number at its ground-truth blocked_at",
     }
+    out["simbox"] = {**simbox.evaluate(calls, labels, args.days), "setup": setup}
     if not args.no_write:
         write_metrics(out)
     print(json.dumps(out, indent=2))
@@ -155,10 +162,10 @@ def _profile(args: argparse.Namespace) -> int:
 
     policy = Policy.load(getattr(args, "policy", None))
     svc = BehaviourService(policy)
-    calls = prepare_calls(_read_calls(args.calls)).collect()
+    calls = prepare_calls(_read_calls(args.calls, svc.timezone)).collect()
     for r in calls.select("caller", "callee", "ts", "duration", "answered", "cell", "device").iter_rows():
         svc.observe_call(*r)
-    messages = _read_messages(args.messages, args.calls)
+    messages = _read_messages(args.messages, args.calls, svc.timezone)
     if messages is not None:
         m = messages.sort("time").with_columns(pl.col("time").dt.epoch("us").alias("us"))
         for s, r, us, tpl in m.select("sender", "recipient", "us", "template").iter_rows():

@@ -39,6 +39,6 @@ class BehaviourDetector:
                     out.append([])
                     continue
                 is_code = bool(analysis.entities.codes)
-                out.append(svc.observe_message(msg.sender, msg.recipient, epoch(msg.time), is_code,
+                out.append(svc.observe_message(msg.sender, msg.recipient, epoch(msg.time, svc.timezone), is_code,
                                                template_fingerprint(analysis.normalised)))
         return out

@@ -76,7 +76,10 @@ class ImportReport:
 
 
 def _connect(db: str | Path | None) -> sqlite3.Connection:
-    path = Path(db) if db else load_settings().sqlite_path
+    try:
+        path = Path(db) if db else load_settings().sqlite_path
+    except ValueError as exc:
+        raise ValueError(f"reputation lists are kept in SQLite: pass --db FILE ({exc})") from exc
     path.parent.mkdir(parents=True, exist_ok=True)
     con = sqlite3.connect(path)
     con.execute("PRAGMA journal_mode=WAL")
@@ -92,7 +95,10 @@ def import_file(path: str | Path, source: str, db: str | Path | None = None) -> 
         raise FileNotFoundError(f"{path}: no such file")
     if not source or not re.fullmatch(r"[\w.\-]+", source):
         raise ValueError(f"list source name {source!r}: use letters, digits, '.', '-' or '_'")
-    raw = pl.read_csv(path, infer_schema=False, has_header=True, truncate_ragged_lines=True)
+    try:
+        raw = pl.read_csv(path, infer_schema=False, has_header=True, truncate_ragged_lines=True)
+    except pl.exceptions.PolarsError as exc:
+        raise ValueError(f"{path}: cannot read as CSV: {str(exc).strip().splitlines()[0][:200]}") from exc
     if raw.width == 0:
         raise ValueError(f"{path}: empty file")
     col = next((c for c in raw.columns if c.strip().lower() in _NUMBER_COLUMNS), raw.columns[0])
@@ -124,7 +130,10 @@ class ReputationLists:
 
     @classmethod
     def load(cls, db: str | Path | None = None) -> ReputationLists:
-        path = Path(db) if db else load_settings().sqlite_path
+        try:
+            path = Path(db) if db else load_settings().sqlite_path
+        except ValueError:  # SKYSHIELD_DB is not SQLite: lists live in a file named by lists_db / --db
+            return cls()
         if not path.exists():
             return cls()
         con = sqlite3.connect(path)

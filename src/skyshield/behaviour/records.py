@@ -65,13 +65,17 @@ def _read_raw(path: Path) -> pl.DataFrame:
         raise FileNotFoundError(f"{path}: no such file")
     suffix = path.suffix.lower()
     if suffix == ".parquet" or path.is_dir():
-        return pl.read_parquet(path if path.is_file() else str(path / "**" / "*.parquet"))
+        try:
+            return pl.read_parquet(path if path.is_file() else str(path / "**" / "*.parquet"))
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            raise ValueError(f"{path}: cannot read as Parquet: {str(exc).splitlines()[0][:200]}") from exc
     if suffix in {".csv", ".txt", ".tsv"}:
         sep = "\t" if suffix == ".tsv" else ","
         try:
             return pl.read_csv(path, infer_schema=False, separator=sep, truncate_ragged_lines=False)
-        except pl.exceptions.ComputeError as exc:
-            raise ValueError(f"{path}: cannot read as CSV: {exc}") from exc
+        except pl.exceptions.PolarsError as exc:
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"{path}: cannot read as CSV: {first}") from exc
     raise ValueError(f"{path}: unknown record file type {suffix!r} (use .csv, .tsv or .parquet)")
 
 
@@ -95,10 +99,11 @@ def _kind(dtype: pl.DataType) -> str:
 
 
 def _validate(raw: pl.DataFrame, schema: dict[str, pl.DataType], required: tuple[str, ...], path: Path,
-              defaults: dict[str, object]) -> IngestResult:
+              defaults: dict[str, object], timezone: str = "UTC") -> IngestResult:
     missing = [c for c in required if c not in raw.columns]
     if missing:
-        raise ValueError(f"{path}: missing required column(s) {', '.join(missing)}; have {', '.join(raw.columns)}")
+        have = ", ".join(repr(c[:30]) for c in raw.columns[:8]) + (", ..." if raw.width > 8 else "")
+        raise ValueError(f"{path}: missing required column(s) {', '.join(missing)}; have {have}")
     df = raw.with_row_index("_row", offset=1)
     parsed: list[pl.Expr] = [pl.col("_row")]
     problems: list[pl.Expr] = []
@@ -112,7 +117,12 @@ def _validate(raw: pl.DataFrame, schema: dict[str, pl.DataType], required: tuple
             value = col.cast(pl.String).str.strip_chars()
             value = pl.when(present).then(value).otherwise(pl.lit(defaults.get(name), dtype=pl.String))
         elif isinstance(dtype, pl.Datetime):
-            value = col if raw.schema[name] == dtype else _parse_time(col, dtype)
+            given = raw.schema[name]
+            if isinstance(given, pl.Datetime):  # typed input: zone-aware times become local wall-clock
+                value = col.dt.convert_time_zone(timezone).dt.replace_time_zone(None) if given.time_zone else col
+                value = value.cast(dtype)
+            else:
+                value = _parse_time(col, dtype)
         elif dtype == pl.Boolean():
             value = col if raw.schema[name] == dtype else _parse_bool(col)
             if name in defaults:
@@ -146,14 +156,18 @@ def _validate(raw: pl.DataFrame, schema: dict[str, pl.DataType], required: tuple
     return IngestResult(good.cast(schema), rejects)  # type: ignore[arg-type]
 
 
-def read_calls(path: str | Path) -> IngestResult:
-    """Call records from CSV/TSV/Parquet (a file, or a folder of Parquet parts)."""
+def read_calls(path: str | Path, timezone: str = "UTC") -> IngestResult:
+    """Call records from CSV/TSV/Parquet (a file, or a folder of Parquet parts).
+
+    Times are kept as naive local wall-clock (night hours are read from them); zone-aware Parquet times are
+    converted to ``timezone`` first.
+    """
     path = Path(path)
     return _validate(_read_raw(path), CALL_SCHEMA, CALL_REQUIRED, path,
-                     {"duration": 0.0, "answered": False, "direction": "out"})
+                     {"duration": 0.0, "answered": False, "direction": "out"}, timezone)
 
 
-def read_messages(path: str | Path) -> IngestResult:
-    """Message records from CSV/TSV/Parquet (a file, or a folder of Parquet parts)."""
+def read_messages(path: str | Path, timezone: str = "UTC") -> IngestResult:
+    """Message records from CSV/TSV/Parquet (a file, or a folder of Parquet parts); times as in :func:`read_calls`."""
     path = Path(path)
-    return _validate(_read_raw(path), MESSAGE_SCHEMA, MESSAGE_REQUIRED, path, {"is_code": False})
+    return _validate(_read_raw(path), MESSAGE_SCHEMA, MESSAGE_REQUIRED, path, {"is_code": False}, timezone)

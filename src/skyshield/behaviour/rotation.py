@@ -76,6 +76,19 @@ class RotationIndex:
             if t:
                 self.by_template[t].add(number)
 
+    def unblock(self, number: str) -> bool:
+        """Lift a block (an appeal upheld); its callees, devices and templates stop counting as evidence."""
+        if self.blocked.pop(number, None) is None:
+            return False
+        for index in (self.by_callee, self.by_device, self.by_template):
+            for key in [k for k, v in index.items() if number in v]:
+                index[key].discard(number)
+                if not index[key]:
+                    del index[key]
+        for hits in self._hits.values():
+            hits.pop(number, None)
+        return True
+
     def observe_callee(self, number: str, callee: str) -> None:
         """Count a callee of a watched (young) number; call once per call, duplicates are ignored."""
         seen = self._callees.get(number)

@@ -16,11 +16,14 @@ from skyshield.behaviour.bombing import BombingConfig, BombingDetector
 from skyshield.behaviour.features import FEATURE_NAMES
 from skyshield.behaviour.lists import ReputationLists
 from skyshield.behaviour.rotation import RotationConfig, RotationIndex
+from skyshield.behaviour.simbox import SimboxRule
 from skyshield.behaviour.stream import NumberState, StreamFeatures
 from skyshield.events import Signal
 from skyshield.policy import Policy, parse_duration, parse_rate
+from skyshield.shared_state import open_counter, state_url
 
 SECTION = "detectors.behaviour"
+PRUNE_EVERY = 200_000  # events between sweeps that forget numbers idle for 7 days
 
 
 class BehaviourService:
@@ -29,14 +32,18 @@ class BehaviourService:
         cfg = policy.section(SECTION)
         self.cfg = cfg
         self.stream = StreamFeatures()
+        #: Zone whose wall-clock the engine counts in (night hours); records are read in it too.
+        self.timezone: str = cfg["timezone"]
         self.lock = threading.Lock()
         self.fan_out_max, self.fan_out_window = parse_rate(cfg["fan_out"])
+        # [state] url set: count each sender's messages across every worker (the rest stays per process)
+        self.shared_sent = open_counter(policy, "sent") if state_url(policy) else None
         self.score_min = float(cfg["fraud_score_min"])
         self.auto_block = float(cfg["auto_block_score"])
+        self.auto_block_min_events = int(cfg["auto_block_min_events"])
         self.rescore_every = parse_duration(cfg["rescore_every"])
         self.model_min_events = int(cfg["model_min_events"])
-        self.simbox_min_calls = int(cfg["simbox_min_calls_24h"])
-        self.simbox_min_numbers = int(cfg["simbox_min_numbers_per_device"])
+        self.simbox = SimboxRule(int(cfg["simbox_min_calls_24h"]), int(cfg["simbox_min_numbers_per_device"]))
         min_senders, window = parse_rate(cfg["bombing"])
         self.bombing = BombingDetector(BombingConfig(window=float(window), min_senders=min_senders,
                                                      cooldown=float(parse_duration(cfg["bombing_cooldown"]))))
@@ -55,11 +62,19 @@ class BehaviourService:
         self.numbers_on_device: dict[str, set[str]] = defaultdict(set)
         self.templates_of: dict[str, set[str]] = defaultdict(set)
         self._scores: dict[str, tuple[float, float, list]] = {}  # number -> (at, probability, reasons)
+        self._events = 0
 
     # --- feeding ---------------------------------------------------------------------------------------
 
+    def _tick(self, ts: float) -> None:
+        self._events += 1
+        if self._events % PRUNE_EVERY == 0:
+            self.stream.prune(ts)
+            self._scores = {n: v for n, v in self._scores.items() if n in self.stream.numbers}
+
     def observe_call(self, caller: str, callee: str, ts: float, duration: float = 0.0, answered: bool = False,
                      cell: str | None = None, device: str | None = None) -> NumberState:
+        self._tick(ts)
         st = self.stream.add_call(caller, callee, ts, duration, answered, cell, device)
         if device:
             self.numbers_on_device[device].add(caller)
@@ -70,14 +85,19 @@ class BehaviourService:
     def observe_message(self, sender: str, recipient: str, ts: float, is_code: bool = False,
                         template: str | None = None, code_used: bool | None = None) -> list[Signal]:
         """Feed one message; returns the signals about its sender and recipient."""
+        self._tick(ts)
         st = self.stream.add_message(sender, recipient, ts)
         if template:
             self.templates_of[sender].add(template)
         signals = self._common(sender, st, ts)
-        finding = self.bombing.observe(sender, recipient, ts, is_code, code_used)
+        finding = self.bombing.observe(sender, recipient, ts, is_code, code_used) if recipient else None
         if finding is not None:
             signals.append(Signal("SMS_BOMBING", 1.0, finding.evidence()))
-        n = _recent(st.sent, ts - self.fan_out_window, self.fan_out_max)
+        if self.shared_sent is not None:
+            self.shared_sent.add(sender, ts)
+            n = self.shared_sent.count(sender, ts, self.fan_out_window)
+        else:
+            n = _recent(st.sent, ts - self.fan_out_window, self.fan_out_max)
         if n >= self.fan_out_max:
             signals.append(Signal("SENDER_FAN_OUT", 1.0, {
                 "why": f"{sender} sent {n}+ messages within {self.fan_out_window}s", "count": n,
@@ -90,7 +110,7 @@ class BehaviourService:
         if st is None:
             return [], 0.0
         signals = self._common(caller, st, ts)
-        recent = [e for e in st.out if e[0] > ts - self.fan_out_window]
+        recent = _tail(st.out, ts - self.fan_out_window)
         distinct = len({e[1] for e in recent})
         if distinct >= self.fan_out_max:
             new = sum(1 for e in recent if e[5])
@@ -131,7 +151,8 @@ class BehaviourService:
                 signals.append(Signal("SENDER_FRAUD_SCORE", round(prob, 4), {
                     "why": f"behaviour model: P(fraud number)={prob:.2f}; " + ", ".join(str(r) for r in reasons[:3]),
                     "probability": round(prob, 4), "top_features": [r.feature for r in reasons]}))
-            if prob >= self.auto_block and number not in self.rotation.blocked:
+            if (prob >= self.auto_block and len(st.out) + len(st.sent) >= self.auto_block_min_events
+                    and number not in self.rotation.blocked):
                 self.block(number, f"behaviour model P(fraud)={prob:.2f}", ts)
         return signals
 
@@ -147,19 +168,17 @@ class BehaviourService:
 
     def _simbox(self, number: str, st: NumberState, ts: float) -> Signal | None:
         """One device, many SIMs, all calling out, none receiving, none moving."""
-        day = [e for e in st.out if e[0] > ts - 86_400]
-        if len(day) < self.simbox_min_calls:
+        day = _tail(st.out, ts - 86_400)
+        if len(day) < self.simbox.min_calls_24h:
             return None
-        if any(t > ts - 86_400 for t in st.inc):
-            return None
+        incoming = _recent(st.inc, ts - 86_400, 1 << 30)
         cells = {e[6] for e in day if e[6] is not None}
-        if len(cells) > 1:
-            return None
         sims = max((len(self.numbers_on_device[d]) for d in st.devices), default=0)
-        if st.devices and sims < self.simbox_min_numbers:
+        if not self.simbox.fires(len(day), incoming, len(cells), sims if st.devices else None):
             return None
         return Signal("SIMBOX", 1.0, {
-            "why": f"{len(day)} outgoing calls in 24h, none incoming, one cell, device shared by {sims} numbers",
+            "why": f"{len(day)} outgoing calls in 24h, none incoming, one cell, "
+                   + (f"device shared by {sims} numbers" if st.devices else "device unknown"),
             "calls_24h": len(day), "numbers_on_device": sims, "cell": next(iter(cells), None)})
 
     def block(self, number: str, reason: str, ts: float) -> None:
@@ -167,6 +186,11 @@ class BehaviourService:
         st = self.stream.numbers.get(number)
         self.rotation.block(number, st.contacts if st else (), st.devices if st else (),
                             self.templates_of.get(number, ()), reason, ts)
+
+    def unblock(self, number: str) -> bool:
+        """Lift a block; the model's cached score for the number is dropped so it is judged afresh."""
+        self._scores.pop(number, None)
+        return self.rotation.unblock(number)
 
     # --- read side -------------------------------------------------------------------------------------
 
@@ -189,6 +213,17 @@ class BehaviourService:
             simbox = self._simbox(number, st, at)
             out["simbox"] = simbox.evidence if simbox else None
         return out
+
+
+def _tail(events, lo: float) -> list:
+    """The (time-ordered) call tuples after ``lo``, read from the newest end."""
+    out = []
+    for e in reversed(events):
+        if e[0] <= lo:
+            break
+        out.append(e)
+    out.reverse()
+    return out
 
 
 def _recent(times, lo: float, cap: int) -> int:

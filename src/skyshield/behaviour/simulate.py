@@ -329,6 +329,10 @@ def write(out: str | Path, calls: pl.DataFrame, messages: pl.DataFrame, labels: 
           attacks: pl.DataFrame) -> dict[str, int]:
     """Write the frames under ``out`` (Parquet partitioned by day) and return row counts."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: exists and is not a folder")
+    if (out / "calls").exists() and any((out / "calls").iterdir()):
+        raise ValueError(f"{out}: already holds a simulation (calls/); choose an empty folder")
     out.mkdir(parents=True, exist_ok=True)
     for name, frame, col in (("calls", calls, "start"), ("messages", messages, "time")):
         day = frame[col].dt.date()

@@ -99,7 +99,7 @@ class StreamFeatures:
         horizon = ts - HISTORY
         while sent[0] <= horizon:
             sent.popleft()
-        if recipient not in self.numbers:
+        if recipient and recipient not in self.numbers:
             self.numbers[recipient] = NumberState(ts)
         if ts > self.last_ts:
             self.last_ts = ts
@@ -152,6 +152,16 @@ class StreamFeatures:
         first_seen = self.activation.get(number, st.first)
         result["maturity_days"] = max(0.0, (at - first_seen) / 86_400)
         return result
+
+    def prune(self, now: float) -> int:
+        """Forget numbers with no event in the last 7 days (their ``contacts`` go too); returns how many."""
+        horizon = now - HISTORY
+        idle = [n for n, st in self.numbers.items()
+                if not (st.out and st.out[-1][0] > horizon) and not (st.inc and st.inc[-1] > horizon)
+                and not (st.sent and st.sent[-1] > horizon) and st.first <= horizon]
+        for n in idle:
+            del self.numbers[n]
+        return len(idle)
 
     def vector(self, number: str, at: float | None = None) -> np.ndarray:
         f = self.features(number, at)

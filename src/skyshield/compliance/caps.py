@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import bisect
 import threading
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 
 from skyshield.policy import parse_rate
@@ -42,7 +42,12 @@ class CapHit:
 
 
 class SlidingCounter:
-    """Sorted event times per key; thread-safe. Times are unix seconds (the message's own time)."""
+    """Sorted event times per key; thread-safe. Times are unix seconds (the message's own time).
+
+    The in-process :class:`skyshield.shared_state.WindowCounter`; ``[state] url`` swaps in a Redis one.
+    """
+
+    shared = False
 
     def __init__(self) -> None:
         self._events: dict[Hashable, list[float]] = {}
@@ -80,6 +85,11 @@ class SlidingCounter:
                 i = bisect.bisect_left(events, t)
                 if i < len(events) and events[i] == t:
                     del events[i]
+
+    def warm(self, events: Iterable[tuple[Hashable, float]]) -> None:
+        """Load past events (a restarted process's send log)."""
+        for key, t in events:
+            self.add(key, t)
 
     def prune(self, before: float) -> None:
         with self._lock:

@@ -25,6 +25,7 @@ from skyshield.compliance.quiet_hours import QuietHours
 from skyshield.engine import BatchContext
 from skyshield.events import Action, Signal, Verdict
 from skyshield.policy import Policy, PolicyError, parse_duration
+from skyshield.shared_state import open_counter
 
 log = logging.getLogger("skyshield.compliance")
 
@@ -72,7 +73,8 @@ class ComplianceDetector:
         self.template_categories = set(conf["templates"]["require_match_for"])
         self.dry_run = dry_run
         self.block_at = float(policy.section("actions").get("block", float("inf")))
-        self.counter = SlidingCounter()
+        # [state] url: in this process, or shared by every worker (Redis); a dry run never touches shared state
+        self.counter = SlidingCounter() if dry_run else open_counter(policy)
         self._ledger = ledger
         self._settings = settings  # where the ledger lives when none is given (default: load_settings())
         self._ephemeral = False  # True when the ledger is an in-memory stand-in (no database configured yet)
@@ -120,9 +122,8 @@ class ComplianceDetector:
         since = datetime.now(UTC).timestamp() - self.longest_window
         # The send log also attributes replies to a signature, so it keeps at least 30 days.
         self.ledger.purge_sends(since - max(30 * 86400 - self.longest_window, 0))
-        for tenant, scope, _sender, pseudo, category, ts in self.ledger.recent_sends(since):
-            for key in self._keys(tenant, scope, pseudo, category):
-                self.counter.add(key, ts)
+        self.counter.warm((key, ts) for tenant, scope, _sender, pseudo, category, ts in self.ledger.recent_sends(since)
+                          for key in self._keys(tenant, scope, pseudo, category))
 
     def _keys(self, tenant: str, scope: str, pseudo: str, category: str) -> list[tuple]:
         keys: list[tuple] = []

@@ -126,7 +126,8 @@ def run_sip(args: argparse.Namespace) -> int:
 
     async def start() -> None:
         proxies.append(await start_proxy(policy, screener, listen, next_hop))
-        print(f"SIP screening proxy on {listen[0]}:{listen[1]} (UDP) -> next hop {next_hop[0]}:{next_hop[1]}",
+        transports = "UDP and TCP" if proxies[0].tcp else "UDP"
+        print(f"SIP screening proxy on {listen[0]}:{listen[1]} ({transports}) -> next hop {next_hop[0]}:{next_hop[1]}",
               flush=True)
 
     async def stop() -> None:

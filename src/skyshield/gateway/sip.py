@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import json
 import logging
 import os
+import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -47,6 +49,7 @@ class SipSettings:
     decision_memory: float = 32.0
     decision_log: str = ""
     tenant: str = "default"
+    tcp: bool = True
 
     @classmethod
     def from_policy(cls, policy: Policy) -> SipSettings:
@@ -71,6 +74,7 @@ class SipSettings:
             decision_memory=float(parse_duration(s["decision_memory"])),
             decision_log=s["decision_log"],
             tenant=s["tenant"],
+            tcp=bool(s["tcp"]),
         )
 
 
@@ -90,6 +94,7 @@ class SipProxy(asyncio.DatagramProtocol):
         self.screener = screener
         self.next_hop = next_hop
         self.transport: asyncio.DatagramTransport | None = None
+        self.tcp: SipTcp | None = None
         self.host, self.port = "127.0.0.1", 5060
         self.decisions: OrderedDict[str, Decision] = OrderedDict()
         #: Calls let through, by Call-ID: the Call and when it was answered (for the screener's outcome()).
@@ -111,21 +116,43 @@ class SipProxy(asyncio.DatagramProtocol):
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+        if self.tcp is not None:
+            self.tcp.close()
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
 
-    def send(self, msg: S.SipMessage, addr: tuple[str, int]) -> None:
-        if self.transport is not None:
-            self.transport.sendto(msg.encode(), addr)
+    def send(self, msg: S.SipMessage, addr: tuple[str, int], transport: str = "UDP") -> None:
+        # Only IP literals and real ports: a host name would mean a blocking DNS lookup on the event loop,
+        # and a port out of range would make the datagram transport close for good.
+        host, port = addr
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            log.info("not sending to %r: not an IP address (this proxy does no DNS lookups)", host)
+            return
+        if not 0 < port < 65536:
+            log.info("not sending to port %d", port)
+            return
+        if transport == "TCP":
+            if self.tcp is not None:
+                self.tcp.send((host, port), msg.encode())
+            else:
+                log.info("not sending over TCP to %s:%d: TCP is off (gateway.sip.tcp)", host, port)
+        elif self.transport is not None:
+            self.transport.sendto(msg.encode(), (host, port))
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.receive(data, addr, "UDP")
+
+    def receive(self, data: bytes, addr: tuple[str, int], transport: str) -> None:
+        """One SIP message from ``addr`` over ``transport`` ("UDP" or "TCP")."""
         if not data.strip():
             return  # CRLF keep-alive
         try:
             msg = S.parse(data)
             if msg.is_request:
-                self.on_request(msg, addr)
+                self.on_request(msg, addr, transport)
             else:
                 self.on_response(msg, addr)
         except S.SipError as exc:
@@ -133,7 +160,7 @@ class SipProxy(asyncio.DatagramProtocol):
             partial = exc.message
             if partial is not None and partial.is_request and partial.method != "ACK" and partial.get("via"):
                 log.info("400 to %s:%d: %s", addr[0], addr[1], exc)
-                self.send_response(partial, 400, f"Bad Request ({str(exc)[:60]})", addr)
+                self.send_response(partial, 400, f"Bad Request ({str(exc)[:60]})", addr, transport)
             else:
                 log.info("dropped an unreadable datagram from %s:%d: %s", addr[0], addr[1], exc)
         except Exception:  # noqa: BLE001 - one datagram must never stop the proxy
@@ -142,27 +169,34 @@ class SipProxy(asyncio.DatagramProtocol):
 
     # -- requests -----------------------------------------------------------------------------------
 
-    def reply_address(self, via_value: str, addr: tuple[str, int] | None = None) -> tuple[str, int]:
-        """Where responses for this Via go (RFC 3261 18.2.2 with RFC 3581 rport)."""
+    def reply_address(self, via_value: str) -> tuple[tuple[str, int], str]:
+        """Where responses for this Via go (RFC 3261 18.2.2 with RFC 3581 rport), and over which transport."""
         via = S.parse_via(via_value)
         host = via.params.get("received") or via.host
         rport = via.params.get("rport")
         port = int(rport) if rport and rport.isdigit() else (via.port or 5060)
-        return host, port
+        return (host, port), via.transport
 
     def send_response(self, request: S.SipMessage, status: int, reason: str, addr: tuple[str, int],
-                      extra: list[tuple[str, str]] | None = None) -> None:
+                      transport: str = "UDP") -> None:
         tag = hashlib.sha1(f"{self._secret}{request.call_id}".encode()).hexdigest()[:12]
-        response = S.response_to(request, status, reason, tag if status > 100 else None, extra)
-        top = request.get("via")
-        self.send(response, self.reply_address(top) if top else addr)
+        response = S.response_to(request, status, reason, tag if status > 100 else None)
+        if transport == "TCP":
+            target = addr  # over TCP the answer goes back on the connection the request came in on
+        else:
+            try:
+                target = self.reply_address(request.get("via") or "")[0]
+            except S.SipError:
+                target = addr  # an unreadable Via: answer where the datagram came from
+        self.send(response, target, transport)
 
-    def on_request(self, msg: S.SipMessage, addr: tuple[str, int]) -> None:
+    def on_request(self, msg: S.SipMessage, addr: tuple[str, int], transport: str = "UDP") -> None:
         top = S.parse_via(msg.get("via") or "")
         # Remember where it really came from, so responses find their way back (RFC 3261 18.2.1, RFC 3581).
-        if top.host != addr[0]:
+        if top.host != addr[0] or transport == "TCP":
             top.params["received"] = addr[0]
-        if "rport" in top.params:
+        if "rport" in top.params or transport == "TCP":
+            # Over TCP the answer must find the very connection the request came on: its peer address.
             top.params["rport"] = str(addr[1])
         msg.headers[msg.index("via")] = ("Via", S.format_via(top))
         key = f"{msg.call_id}|{top.branch}"
@@ -171,7 +205,7 @@ class SipProxy(asyncio.DatagramProtocol):
             self.call_ended(msg.call_id)
         if msg.method in ("ACK", "CANCEL") and known is not None and known.action == "refuse":
             if msg.method == "CANCEL":
-                self.send_response(msg, 200, "OK", addr)
+                self.send_response(msg, 200, "OK", addr, transport)
             return  # the ACK for our own 607/603 ends here
         max_forwards = msg.get("max-forwards")
         if max_forwards is not None:
@@ -179,7 +213,7 @@ class SipProxy(asyncio.DatagramProtocol):
                 raise S.SipError(f"bad Max-Forwards {max_forwards!r}", msg)
             if int(max_forwards) <= 0:
                 if msg.method != "ACK":
-                    self.send_response(msg, 483, "Too Many Hops", addr)
+                    self.send_response(msg, 483, "Too Many Hops", addr, transport)
                 return
             msg.set("Max-Forwards", str(int(max_forwards) - 1))
         else:
@@ -188,19 +222,19 @@ class SipProxy(asyncio.DatagramProtocol):
             decision = known or self.decide(msg, key)
             if decision.action == "refuse":
                 code = self.settings.block_code
-                self.send_response(msg, code, REASONS[code], addr)
+                self.send_response(msg, code, REASONS[code], addr, transport)
                 return
             if decision.action == "label":
                 for line in self.settings.suspect_headers:
                     name, _, value = line.partition(":")
                     msg.add(name.strip(), value.strip())
-        self.forward(msg, addr, top)
+        self.forward(msg, addr, top, transport)
 
-    def forward(self, msg: S.SipMessage, addr: tuple[str, int], top: S.Via) -> None:
+    def forward(self, msg: S.SipMessage, addr: tuple[str, int], top: S.Via, transport: str) -> None:
         if addr == self.next_hop:
             target = S.host_port_of(msg.uri or "")
             if target is None:
-                self.send_response(msg, 416, "Unsupported URI Scheme", addr)
+                self.send_response(msg, 416, "Unsupported URI Scheme", addr, transport)
                 return
         else:
             target = self.next_hop
@@ -208,8 +242,8 @@ class SipProxy(asyncio.DatagramProtocol):
         # Stateless branch (RFC 3261 16.11): the same for a retransmission, and for the CANCEL / non-2xx ACK
         # of an INVITE, because it depends only on what those share with it.
         digest = hashlib.md5(f"{top.branch}|{msg.call_id}|{cseq_number}|{self._secret}".encode()).hexdigest()
-        msg.prepend("Via", f"SIP/2.0/UDP {self.host}:{self.port};branch=z9hG4bK{digest[:20]}")
-        self.send(msg, target)
+        msg.prepend("Via", f"SIP/2.0/{transport} {self.host}:{self.port};branch=z9hG4bK{digest[:20]}")
+        self.send(msg, target, transport)
 
     def decide(self, msg: S.SipMessage, key: str) -> Decision:
         identity = msg.get("p-asserted-identity") or msg.get("from") or ""
@@ -295,15 +329,115 @@ class SipProxy(asyncio.DatagramProtocol):
                 self.report_outcome(entry[0], 0.0, False)
         if len(vias) < 2:
             return  # a response to a request the proxy itself sent: none are sent, so nothing to do
-        self.send(msg, self.reply_address(vias[1]))
+        self.send(msg, *self.reply_address(vias[1]))
+
+
+_CONTENT_LENGTH = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*(\d+)[ \t]*$", re.IGNORECASE | re.MULTILINE)
+
+
+class SipStream(asyncio.Protocol):
+    """One TCP connection: SIP messages framed by the blank line and Content-Length (RFC 3261 18.3)."""
+
+    def __init__(self, tcp: SipTcp, target: tuple[str, int] | None = None):
+        self.tcp = tcp
+        self.target = target
+        self.peer: tuple[str, int] = target or ("", 0)
+        self.transport: asyncio.Transport | None = None
+        self.buf = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        if self.target is None:
+            self.peer = tuple(transport.get_extra_info("peername")[:2])  # type: ignore[assignment]
+        self.tcp.opened(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.tcp.closed(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while True:
+            self.buf = self.buf.lstrip(b"\r\n")  # keep-alive CRLFs between messages
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self.buf) > S.MAX_MESSAGE:
+                    log.info("closing TCP connection from %s:%d: headers longer than %d octets", *self.peer,
+                             S.MAX_MESSAGE)
+                    self.transport.close()  # type: ignore[union-attr]
+                return
+            m = _CONTENT_LENGTH.search(self.buf, 0, end)
+            total = end + 4 + (int(m.group(1)) if m else 0)
+            if total > S.MAX_MESSAGE:
+                log.info("closing TCP connection from %s:%d: a message of %d octets", *self.peer, total)
+                self.transport.close()  # type: ignore[union-attr]
+                return
+            if len(self.buf) < total:
+                return
+            message, self.buf = self.buf[:total], self.buf[total:]
+            self.tcp.proxy.receive(message, self.peer, "TCP")
+
+
+class SipTcp:
+    """SIP over TCP beside the UDP socket: accepted connections, and connections the proxy opens to forward."""
+
+    def __init__(self, proxy: SipProxy):
+        self.proxy = proxy
+        self.conns: dict[tuple[str, int], SipStream] = {}
+        self.waiting: dict[tuple[str, int], list[bytes]] = {}
+        self.server: asyncio.AbstractServer | None = None
+        self._tasks: set[asyncio.Task] = set()
+
+    async def start(self, host: str, port: int) -> None:
+        self.server = await asyncio.get_running_loop().create_server(lambda: SipStream(self), host, port)
+
+    def opened(self, stream: SipStream) -> None:
+        self.conns[stream.peer] = stream
+        for data in self.waiting.pop(stream.peer, []):
+            stream.transport.write(data)  # type: ignore[union-attr]
+
+    def closed(self, stream: SipStream) -> None:
+        if self.conns.get(stream.peer) is stream:
+            del self.conns[stream.peer]
+
+    def send(self, addr: tuple[str, int], data: bytes) -> None:
+        stream = self.conns.get(addr)
+        if stream is not None and stream.transport is not None and not stream.transport.is_closing():
+            stream.transport.write(data)
+        elif addr in self.waiting:
+            self.waiting[addr].append(data)
+        else:
+            self.waiting[addr] = [data]
+            task = asyncio.get_running_loop().create_task(self.connect(addr))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def connect(self, addr: tuple[str, int]) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.wait_for(loop.create_connection(lambda: SipStream(self, addr), *addr), 5)
+        except (OSError, TimeoutError) as exc:
+            dropped = self.waiting.pop(addr, [])
+            log.warning("cannot open TCP to %s:%d (%s); %d messages dropped", *addr, exc or "timeout", len(dropped))
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        for stream in list(self.conns.values()):
+            if stream.transport is not None:
+                stream.transport.close()
 
 
 async def start_proxy(policy: Policy, screener: CallScreener | None, listen: tuple[str, int],
                       next_hop: tuple[str, int], settings: SipSettings | None = None) -> SipProxy:
+    """The proxy on UDP ``listen`` (and TCP on the same port when ``gateway.sip.tcp`` is on)."""
     loop = asyncio.get_running_loop()
     _, proxy = await loop.create_datagram_endpoint(lambda: SipProxy(policy, screener, next_hop, settings),
                                                    local_addr=listen)
-    log.info("SIP proxy on %s:%d, next hop %s:%d", proxy.host, proxy.port, *next_hop)
+    if proxy.settings.tcp:
+        proxy.tcp = SipTcp(proxy)
+        await proxy.tcp.start(proxy.host, proxy.port)
+    log.info("SIP proxy on %s:%d (UDP%s), next hop %s:%d", proxy.host, proxy.port,
+             " and TCP" if proxy.tcp else "", *next_hop)
     return proxy
 
 

@@ -1,7 +1,7 @@
 """The SMPP firewall: an SMPP 3.4 proxy that judges every submit_sm before the SMS centre sees it.
 
 Senders (ESMEs) bind to the firewall as they would to an SMS centre; for each bind the firewall
-opens its own bind to the real SMS centre (same bind type) and relays. A submit_sm is read, its
+opens its own bind to the real SMS centre (same bind type) and relays. A submit_sm (or data_sm) is read, its
 concatenated parts are gathered, the whole text is judged by the engine (in micro-batches across
 all binds), and then either forwarded unchanged (deliver / tag / fold; only the sequence number is
 rewritten) or answered by the firewall itself (block / hold: an error status, or a fake "accepted"
@@ -477,8 +477,8 @@ class EsmeSession(_Framed):
             if up_seq is not None and self.upstream is not None:
                 self.upstream.write(P.with_sequence(pdu, up_seq))
             return
-        if cmd == P.SUBMIT_SM and self.bound is not None:
-            self.on_submit(seq, pdu)
+        if (cmd == P.SUBMIT_SM or cmd == P.DATA_SM) and self.bound is not None:
+            self.on_submit(seq, pdu, cmd)
         elif cmd == P.ENQUIRE_LINK:
             self.write(P.empty_resp(cmd, seq))
         elif cmd in P.BINDS:
@@ -495,8 +495,8 @@ class EsmeSession(_Framed):
         elif cmd in (P.QUERY_SM, P.CANCEL_SM):
             self.relay_up(seq, pdu, counts=False)
         else:
-            # data_sm, submit_multi, replace_sm carry text the firewall does not judge yet: relaying them
-            # would be a way around it, so they are refused.
+            # submit_multi and replace_sm carry text the firewall does not judge yet: relaying them would be
+            # a way around it, so they are refused.
             log.info("%s: %s is not relayed by the firewall", self.peer, P.command_name(cmd))
             self.write(P.generic_nack(P.ESME_RINVCMDID, seq))
 
@@ -575,27 +575,28 @@ class EsmeSession(_Framed):
         self.upstream.write(P.build(P.ENQUIRE_LINK, 0, self.upstream.next_seq()))
         self._keepalive = asyncio.get_running_loop().call_later(self.settings.enquire_link_interval, self.keepalive)
 
-    def on_submit(self, seq: int, pdu: bytes) -> None:
+    def on_submit(self, seq: int, pdu: bytes, cmd: int = P.SUBMIT_SM) -> None:
         if self.bound == "receiver":
-            self.write(P.submit_sm_resp(P.ESME_RINVBNDSTS, seq))
+            self.write(P.refusal(cmd, P.ESME_RINVBNDSTS, seq))
             return
         if self.outstanding >= self.settings.window or not self.bucket.take():
             self.fw.counts["throttled"] += 1
-            self.write(P.submit_sm_resp(self.settings.throttled_status, seq))
+            self.write(P.refusal(cmd, self.settings.throttled_status, seq))
             return
         try:
-            sm = P.parse_short_message(pdu[P.HEADER_LEN:])
+            body = pdu[P.HEADER_LEN:]
+            sm = P.parse_short_message(body) if cmd == P.SUBMIT_SM else P.parse_data_sm(body)
             segment, data = split_udh(sm)
         except P.PduError as exc:
             self.fw.counts["malformed"] += 1
-            log.info("%s: unreadable submit_sm seq %d: %s", self.peer, seq, exc)
+            log.info("%s: unreadable %s seq %d: %s", self.peer, P.command_name(cmd), seq, exc)
             if exc.status == P.ESME_RINVCMDLEN:
                 self.write(P.generic_nack(exc.status, seq))
             else:
-                self.write(P.submit_sm_resp(exc.status, seq))
+                self.write(P.refusal(cmd, exc.status, seq))
             return
         self.outstanding += 1
-        group = self.reassembler.add(Part(seq, pdu, sm, data, segment))
+        group = self.reassembler.add(Part(seq, pdu, sm, data, segment, command_id=cmd))
         if group is not None:
             self.judge(group)
         if len(self.reassembler) and self._expiry is None:
@@ -657,9 +658,9 @@ class EsmeSession(_Framed):
         for part in group.parts:
             self.outstanding -= 1
             if fake:
-                self.write(P.submit_sm_resp(P.ESME_ROK, part.sequence, self.fw.fake_message_id()))
+                self.write(P.refusal(part.command_id, P.ESME_ROK, part.sequence, self.fw.fake_message_id()))
             else:
-                self.write(P.submit_sm_resp(status, part.sequence))
+                self.write(P.refusal(part.command_id, status, part.sequence))
 
     # -- from the SMS centre ------------------------------------------------------------------------
 

@@ -237,6 +237,38 @@ def parse_short_message(body: bytes) -> ShortMessage:
     return sm
 
 
+def parse_data_sm(body: bytes) -> ShortMessage:
+    """A data_sm body in the ShortMessage shape: the text travels in the message_payload TLV."""
+    r = BodyReader(body)
+    sm = ShortMessage()
+    sm.service_type = r.cstring(6, "service_type")
+    sm.source_addr_ton = r.u8("source_addr_ton")
+    sm.source_addr_npi = r.u8("source_addr_npi")
+    sm.source_addr = r.cstring(65, "source_addr")
+    sm.dest_addr_ton = r.u8("dest_addr_ton")
+    sm.dest_addr_npi = r.u8("dest_addr_npi")
+    sm.destination_addr = r.cstring(65, "destination_addr")
+    sm.esm_class = r.u8("esm_class")
+    sm.registered_delivery = r.u8("registered_delivery")
+    sm.data_coding = r.u8("data_coding")
+    sm.tlvs = r.tlvs()
+    return sm
+
+
+def encode_data_sm(sm: ShortMessage) -> bytes:
+    head = (cstring(sm.service_type) + bytes([sm.source_addr_ton, sm.source_addr_npi]) + cstring(sm.source_addr)
+            + bytes([sm.dest_addr_ton, sm.dest_addr_npi]) + cstring(sm.destination_addr)
+            + bytes([sm.esm_class, sm.registered_delivery, sm.data_coding]))
+    return head + b"".join(struct.pack(">HH", t, len(v)) + v for t, v in sm.tlvs.items())
+
+
+def refusal(command_id: int, status: int, sequence: int, message_id: str = "") -> bytes:
+    """The answer to a submit_sm or data_sm the firewall refuses (or fakes as accepted with ``message_id``)."""
+    if command_id == DATA_SM:
+        return build(DATA_SM | RESPONSE_BIT, status, sequence, cstring(message_id))
+    return submit_sm_resp(status, sequence, message_id)
+
+
 def parse_message_id(body: bytes) -> str:
     """The message_id of a submit_sm_resp / data_sm_resp (empty when the body is empty, as on errors)."""
     if not body:

@@ -112,7 +112,7 @@ def split_udh(sm: ShortMessage) -> tuple[Segment | None, bytes]:
 
 @dataclass(slots=True)
 class Part:
-    """One submit_sm as received: what the firewall answers to and forwards."""
+    """One submit_sm (or data_sm) as received: what the firewall answers to and forwards."""
 
     sequence: int
     pdu: bytes
@@ -120,6 +120,8 @@ class Part:
     user_data: bytes
     segment: Segment | None
     received: float = field(default_factory=time.monotonic)
+    #: submit_sm or data_sm: what the answer is.
+    command_id: int = 0x00000004
 
 
 @dataclass(slots=True)

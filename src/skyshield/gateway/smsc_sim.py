@@ -1,6 +1,6 @@
 """A small SMS centre (SMSC) simulator speaking SMPP 3.4, for tests and benchmarks on loopback.
 
-It accepts binds, answers submit_sm with a message id (and remembers what it got), can send
+It accepts binds, answers submit_sm and data_sm with a message id (and remembers what it got), can send
 mobile-originated replies (deliver_sm) and delivery receipts to bound receivers, and answers
 enquire_link and unbind. Reads are length-framed like the firewall's.
 
@@ -66,14 +66,15 @@ class SmscSession(_Framed):
             smsc.sessions.add(self)
             smsc.binds.append((bind.system_id, self.bound))
             self.write(P.bind_resp(cmd, P.ESME_ROK, seq, "sim"))
-        elif cmd == P.SUBMIT_SM:
+        elif cmd == P.SUBMIT_SM or cmd == P.DATA_SM:
             smsc.submitted += 1
             message_id = f"{next(smsc.ids):x}"
             if smsc.keep:
-                sm = P.parse_short_message(pdu[P.HEADER_LEN:])
+                body = pdu[P.HEADER_LEN:]
+                sm = P.parse_short_message(body) if cmd == P.SUBMIT_SM else P.parse_data_sm(body)
                 _, data = split_udh(sm)
                 smsc.received.append(Received(self.system_id, message_id, sm, decode(data, sm.data_coding), pdu))
-            self.write(P.submit_sm_resp(P.ESME_ROK, seq, message_id))
+            self.write(P.refusal(cmd, P.ESME_ROK, seq, message_id))
         elif cmd == P.ENQUIRE_LINK:
             smsc.enquire_links += 1
             self.write(P.empty_resp(cmd, seq))

@@ -35,7 +35,13 @@ def open_store(settings: Settings | None = None, *, pseudonymise_numbers: bool =
         from skyshield.store.sqlite import SQLiteStore
 
         return SQLiteStore(settings.sqlite_path, settings.hmac_key(), pseudonymise_numbers=pseudonymise_numbers)
-    raise ValueError(f"unsupported database URL {settings.db_url!r}: only sqlite:///PATH is built in so far")
+    if settings.db_url.startswith(("postgresql://", "postgres://")):
+        from skyshield.store.postgres import PostgresStore
+
+        return PostgresStore(settings.db_url, settings.hmac_key(), pseudonymise_numbers=pseudonymise_numbers)
+    raise ValueError(
+        f"unsupported database URL {settings.db_url!r}: write sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
+    )
 
 
 def open_store_for(policy: Policy, settings: Settings | None = None) -> VerdictStore:

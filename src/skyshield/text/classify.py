@@ -38,10 +38,18 @@ MODEL_FILE = "text_model.npz"
 HEADS = ["ham", Category.PROMOTION.value, Category.FRAUD.value, Category.ILLICIT.value]
 #: Subtype head classes, in weight-column order.
 SUBTYPES = [f"fraud/{s.value}" for s in FraudSubtype] + [f"illicit/{s.value}" for s in IllicitSubtype]
-#: Messages whose fraud or illicit probability reaches this get a subtype and an explanation.
+#: Messages whose promotion, fraud or illicit probability reaches this get an explanation.
 MATERIAL = 0.05
 #: Messages per internal chunk: big enough to amortise numpy calls, small enough to stay in cache.
 CHUNK = 4096
+#: Explanations look at a message's first this-many characters, and at this many candidate n-grams.
+_EXPLAIN_ROWS = 400
+_CANDIDATES = 24
+_PHRASE_CHARS = 8
+_EXPLAIN_GROUP = 512
+_PROMOTION, _FRAUD, _ILLICIT = Category.PROMOTION.value, Category.FRAUD.value, Category.ILLICIT.value
+_ZERO_PROBS = {c.value: 0.0 for c in Category}
+_SUB_NAMES = [s.split("/")[1] for s in SUBTYPES]
 
 _NOTIFICATION_WORDS = re.compile(
     r"银行|信用卡|账户|尾号|余额|入账|支出|还款|账单|快递|快件|包裹|驿站|取件|签收|派送|电费|水费|燃气|话费|流量|"
@@ -53,6 +61,41 @@ _NOTIFICATION_WORDS = re.compile(
 
 #: An explanation term must contain a letter, digit or CJK character (punctuation alone explains nothing).
 _MEANINGFUL = re.compile(r"[^\W_]")
+
+
+_BREAK = re.compile(r"[\W_]")
+
+
+def _phrases(text: str, spans: list[tuple[int, int, float]]) -> dict[str, float]:
+    """Turn scored n-gram spans into readable phrases: pieces are trimmed to word characters, Latin
+    pieces grow to whole words, and overlapping or touching pieces of one phrase merge
+    ("澳门" + "娱乐" + "城" -> "澳门娱乐城") up to _PHRASE_CHARS characters, never across punctuation."""
+    clean: list[tuple[int, int, float]] = []
+    for s0, e0, v in spans:
+        while s0 < e0 and _BREAK.match(text[s0]):
+            s0 += 1
+        while e0 > s0 and _BREAK.match(text[e0 - 1]):
+            e0 -= 1
+        if s0 == e0:
+            continue
+        while s0 > 1 and text[s0 - 1].isascii() and text[s0 - 1].isalnum() and text[s0].isascii():
+            s0 -= 1
+        while e0 < len(text) and text[e0].isascii() and text[e0].isalnum() and text[e0 - 1].isascii():
+            e0 += 1
+        clean.append((s0, e0, v))
+    clean.sort()
+    terms: dict[str, float] = {}
+    cur_s, cur_e, cur_v = -1, -1, 0.0
+    for s0, e0, v in [*clean, (1 << 30, 1 << 30, 0.0)]:
+        if (s0 <= cur_e and max(cur_e, e0) - cur_s <= _PHRASE_CHARS
+                and not _BREAK.search(text, cur_s, max(cur_e, e0))):
+            cur_e, cur_v = max(cur_e, e0), cur_v + v
+            continue
+        if cur_s >= 0:
+            gram = text[cur_s:cur_e]
+            terms[gram] = terms.get(gram, 0.0) + cur_v
+        cur_s, cur_e, cur_v = s0, e0, v
+    return terms
 
 
 def ham_kind(analysis: TextAnalysis) -> str:
@@ -88,8 +131,9 @@ class TextModel:
     sub_q: np.ndarray            # int8 (2**bits, len(SUBTYPES))
     sub_scale: np.ndarray
     sub_bias: np.ndarray         # float32; -inf-like for subtypes never seen in training
-    temperature: float = 1.0     # calibration: softmax(temperature * margin + offset)
-    offset: np.ndarray = field(default_factory=lambda: np.zeros(4, dtype=np.float32))
+    #: Calibration, per script (row 0: other, row 1: Chinese): softmax(temperature * margin + offset).
+    temperature: np.ndarray = field(default_factory=lambda: np.ones(2, dtype=np.float32))
+    offset: np.ndarray = field(default_factory=lambda: np.zeros((2, 4), dtype=np.float32))
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -99,38 +143,49 @@ class TextModel:
     # ------------------------------------------------------------------ scoring
 
     def _category_margins(self, feats: Features) -> np.ndarray:
-        rows = self._cat_packed[feats.buckets]                     # (rows, COLUMNS) int32
-        per_row = rows.view(np.int8).reshape(len(rows), COLUMNS, 4).sum(axis=1, dtype=np.int16)
-        acc = np.add.reduceat(per_row, feats.row_offsets[:-1], axis=0, dtype=np.int32)
+        if feats.n == 0:
+            return np.zeros((0, len(HEADS)), dtype=np.float32)
+        rows = self._cat_packed[feats.buckets]                     # (rows, COLUMNS) int32 = 4 x int8
+        acc = np.add.reduceat(rows.view(np.int8).reshape(-1, 4), feats.row_offsets[:-1] * COLUMNS, axis=0,
+                              dtype=np.int32)
         return acc * self.cat_scale * feats.scale[:, None] + self.cat_bias
 
-    def _probabilities(self, margins: np.ndarray) -> np.ndarray:
-        z = margins * self.temperature + self.offset
+    def _probabilities(self, margins: np.ndarray, han: np.ndarray) -> np.ndarray:
+        script = np.asarray(han, dtype=np.intp)
+        z = margins * self.temperature[script][:, None] + self.offset[script]
         z -= z.max(axis=1, keepdims=True)
         e = np.exp(z)
         return e / e.sum(axis=1, keepdims=True)
 
     def _subtype_margins(self, feats: Features, which: np.ndarray) -> np.ndarray:
-        out = np.empty((len(which), len(SUBTYPES)), dtype=np.float32)
-        for k, m in enumerate(which):
-            a, b = feats.row_offsets[m], feats.row_offsets[m + 1]
-            cols = feats.buckets[a:b].ravel()
-            out[k] = self.sub_q[cols].sum(axis=0, dtype=np.int32) * self.sub_scale * feats.scale[m] + self.sub_bias
-        return out
+        """Subtype-head margins for messages ``which`` only (their rows gathered into one block)."""
+        if len(which) == 0:
+            return np.zeros((0, len(SUBTYPES)), dtype=np.float32)
+        starts = feats.row_offsets[which]
+        counts = feats.row_offsets[which + 1] - starts
+        offsets = np.zeros(len(which), dtype=np.int64)
+        np.cumsum(counts[:-1], out=offsets[1:])
+        rows = np.repeat(starts - offsets, counts) + np.arange(int(counts.sum()))
+        w = self.sub_q[feats.buckets[rows].ravel()]                     # (rows * COLUMNS, subtypes) int8
+        acc = np.add.reduceat(w, offsets * COLUMNS, axis=0, dtype=np.int32)
+        return acc * self.sub_scale * feats.scale[which][:, None] + self.sub_bias
 
     def category_probabilities(self, normalised: Sequence[str]) -> np.ndarray:
         """P(ham, promotion, fraud, illicit) per text (columns in :data:`HEADS` order)."""
         out = []
         for i in range(0, len(normalised), CHUNK):
             feats = featurise(normalised[i:i + CHUNK], self.bits)
-            out.append(self._probabilities(self._category_margins(feats)))
+            out.append(self._probabilities(self._category_margins(feats), feats.han))
         return np.concatenate(out) if out else np.zeros((0, 4))
 
-    def raw_margins(self, normalised: Sequence[str]) -> np.ndarray:
-        """Uncalibrated category margins (for fitting the calibration)."""
-        out = [self._category_margins(featurise(normalised[i:i + CHUNK], self.bits))
-               for i in range(0, len(normalised), CHUNK)]
-        return np.concatenate(out) if out else np.zeros((0, 4))
+    def raw_margins(self, normalised: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Uncalibrated category margins and the script of each text (for fitting the calibration)."""
+        margins, han = [np.zeros((0, 4), dtype=np.float32)], [np.zeros(0, dtype=bool)]
+        for i in range(0, len(normalised), CHUNK):
+            feats = featurise(normalised[i:i + CHUNK], self.bits)
+            margins.append(self._category_margins(feats))
+            han.append(feats.han)
+        return np.concatenate(margins), np.concatenate(han)
 
     # ------------------------------------------------------------------ predict
 
@@ -145,36 +200,38 @@ class TextModel:
         if not analyses:
             return []
         feats = featurise([a.normalised for a in analyses], self.bits)
-        probs = self._probabilities(self._category_margins(feats))
+        probs = self._probabilities(self._category_margins(feats), feats.han)
         best = probs.argmax(axis=1)
         material = (probs[:, 1:] >= MATERIAL).any(axis=1)
-        needs_sub = np.flatnonzero((probs[:, 2] >= MATERIAL) | (probs[:, 3] >= MATERIAL) | (best >= 2))
-        subtype_of: dict[int, tuple[str | None, str | None]] = {}
+        needs_sub = np.flatnonzero(best >= 2)
+        subtype_of: dict[int, tuple[str, str]] = {}
         if len(needs_sub):
             sm = self._subtype_margins(feats, needs_sub)
             n_fraud = len(FraudSubtype)
-            for k, m in enumerate(needs_sub):
-                fraud_sub = SUBTYPES[int(sm[k, :n_fraud].argmax())].split("/")[1]
-                illicit_sub = SUBTYPES[n_fraud + int(sm[k, n_fraud:].argmax())].split("/")[1]
-                subtype_of[int(m)] = (fraud_sub, illicit_sub)
+            fraud_best = sm[:, :n_fraud].argmax(axis=1).tolist()
+            illicit_best = (n_fraud + sm[:, n_fraud:].argmax(axis=1)).tolist()
+            for m, f, i in zip(needs_sub.tolist(), fraud_best, illicit_best, strict=True):
+                subtype_of[m] = (_SUB_NAMES[f], _SUB_NAMES[i])
+        explained: dict[int, list[tuple[str, float]]] = {}
+        if explain:
+            which = np.flatnonzero(material)
+            targets = np.where(best[which] != 0, best[which], 1 + probs[which, 1:].argmax(axis=1))
+            explained = self._explain_batch(feats, which, targets)
         results = []
-        for m, analysis in enumerate(analyses):
-            p = probs[m]
-            kind = ham_kind(analysis)
-            probabilities = {c.value: 0.0 for c in Category}
-            probabilities[kind] = float(p[0])
-            probabilities[Category.PROMOTION.value] = float(p[1])
-            probabilities[Category.FRAUD.value] = float(p[2])
-            probabilities[Category.ILLICIT.value] = float(p[3])
+        kinds = [ham_kind(a) for a in analyses]
+        for m, (p0, p1, p2, p3) in enumerate(probs.tolist()):
+            kind = kinds[m]
+            probabilities = dict(_ZERO_PROBS)
+            probabilities[kind] = p0
+            probabilities[_PROMOTION] = p1
+            probabilities[_FRAUD] = p2
+            probabilities[_ILLICIT] = p3
             b = int(best[m])
             category = kind if b == 0 else HEADS[b]
-            subs = subtype_of.get(m, (None, None))
-            subtype = subs[0] if b == 2 else subs[1] if b == 3 else None
-            terms: list[tuple[str, float]] = []
-            if explain and material[m]:
-                target = b if b != 0 else 1 + int(p[1:].argmax())
-                terms = self._explain(feats, m, target)
-            results.append(TextPrediction(category, subtype, probabilities, float(p[1:].sum()), terms))
+            subtype = None
+            if b >= 2:
+                subtype = subtype_of[m][0] if b == 2 else subtype_of[m][1]
+            results.append(TextPrediction(category, subtype, probabilities, p1 + p2 + p3, explained.get(m, [])))
         return results
 
     def subtypes_for(self, analyses: Sequence[TextAnalysis]) -> list[tuple[str, str]]:
@@ -192,33 +249,65 @@ class TextModel:
 
     # ------------------------------------------------------------------ explain
 
-    def _explain(self, feats: Features, m: int, target: int, top: int = 5) -> list[tuple[str, float]]:
-        """The n-grams of message ``m`` that pushed ``target`` hardest against ham (or, for ham, the reverse)."""
-        a, b = int(feats.row_offsets[m]), int(feats.row_offsets[m + 1])
-        cols = feats.buckets[a:b]
-        w = self.cat_q[cols].astype(np.float32) * self.cat_scale          # (rows, COLUMNS, 4)
-        other = 0 if target != 0 else 1
-        contrib = (w[..., target] - w[..., other]) * feats.scale[m] * self.temperature
-        text = "\x02" + feats.texts[m] + "\x03" * (_PAD + 1)
-        total: dict[str, float] = {}
+    def _explain_batch(self, feats: Features, which: np.ndarray, targets: np.ndarray,
+                       top: int = 5) -> dict[int, list[tuple[str, float]]]:
+        """For each message in ``which``, the n-grams that pushed its ``target`` head hardest against
+        ham (against promotion when the target is ham), strongest first.
+
+        Vectorised: the messages' rows are laid out as a padded (messages, rows, columns) block, and
+        ``argpartition`` picks each message's strongest candidates; only those become strings.
+        """
+        out: dict[int, list[tuple[str, float]]] = {}
+        if len(which) == 0:
+            return out
+        counts = feats.row_offsets[which + 1] - feats.row_offsets[which]
+        if len(which) > _EXPLAIN_GROUP:  # similar lengths together, so padding wastes little
+            order = np.argsort(counts, kind="stable")
+            for g in range(0, len(which), _EXPLAIN_GROUP):
+                part = order[g:g + _EXPLAIN_GROUP]
+                out.update(self._explain_batch(feats, which[part], targets[part], top))
+            return out
+        width = int(min(counts.max(), _EXPLAIN_ROWS))
+        grid = feats.row_offsets[which][:, None] + np.arange(width)[None, :]
+        valid = np.arange(width)[None, :] < counts[:, None]
+        b = feats.buckets[np.where(valid, grid, 0)]                           # (k, width, COLUMNS)
+        b[~valid] = 0
+        w = self.cat_q[b]                                                      # (k, width, COLUMNS, 4) int8
+        other = np.where(targets == 0, 1, 0)
+        w_target = np.take_along_axis(w, targets[:, None, None, None], axis=3)[..., 0]
+        w_other = np.take_along_axis(w, other[:, None, None, None], axis=3)[..., 0]
+        contrib = (w_target * self.cat_scale[targets][:, None, None] - w_other * self.cat_scale[other][:, None, None])
+        contrib *= (feats.scale[which] * self.temperature[feats.han[which].astype(np.intp)])[:, None, None]
+        contrib[b == 0] = -np.inf
+        flat = contrib.reshape(len(which), -1)
+        n_cand = min(_CANDIDATES, flat.shape[1])
+        cand = np.argpartition(-flat, n_cand - 1, axis=1)[:, :n_cand]
+        values = np.take_along_axis(flat, cand, axis=1)
+        order = np.argsort(-values, axis=1)
+        cand = np.take_along_axis(cand, order, axis=1).tolist()
+        values = np.take_along_axis(values, order, axis=1).tolist()
         n_char = len(CHAR_ORDERS)
-        prev_word_start = -1
-        for r in range(b - a):
-            for j in range(COLUMNS):
-                if cols[r, j] == 0:
-                    continue
+        pad = "\x03" * (_PAD + 1)
+        for k, m in enumerate(which.tolist()):
+            text = "\x02" + feats.texts[m] + pad
+            base = int(feats.row_offsets[m])
+            spans: list[tuple[int, int, float]] = []
+            for c, v in zip(cand[k], values[k], strict=True):
+                if not v > 0:
+                    break
+                r, j = divmod(c, COLUMNS)
                 if j < n_char:
-                    gram = text[r:r + CHAR_ORDERS[j]]
-                else:
-                    start = int(feats.word_starts[a + r]) - a
-                    gram = text[start:r + 1] if j == n_char else text[prev_word_start:r + 1]
-                gram = gram.strip("\x02\x03 ")
-                if _MEANINGFUL.search(gram):
-                    total[gram] = total.get(gram, 0.0) + float(contrib[r, j])
-            if feats.word_starts[a + r] >= 0:
-                prev_word_start = int(feats.word_starts[a + r]) - a
-        ranked = sorted(((g, c) for g, c in total.items() if c > 0), key=lambda gc: -gc[1])
-        return [(g, round(c, 3)) for g, c in ranked[:top]]
+                    spans.append((r, r + CHAR_ORDERS[j], v))
+                    continue
+                start = int(feats.word_starts[base + r]) - base
+                if j > n_char:  # a bigram: back up to the previous word's start
+                    prev = np.flatnonzero(feats.word_starts[base:base + start] >= 0)
+                    start = int(feats.word_starts[base + prev[-1]]) - base if len(prev) else start
+                spans.append((start, r + 1, v))
+            terms = _phrases(text, spans)
+            ranked = sorted(terms.items(), key=lambda gv: -gv[1])[:top]
+            out[m] = [(g, round(v, 3)) for g, v in ranked]
+        return out
 
     # ------------------------------------------------------------------ persistence
 
@@ -227,8 +316,8 @@ class TextModel:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, cat_q=self.cat_q, cat_scale=self.cat_scale, cat_bias=self.cat_bias, sub_q=self.sub_q,
                  sub_scale=self.sub_scale, sub_bias=self.sub_bias, offset=self.offset,
-                 header=np.array(json.dumps({"version": self.version, "bits": self.bits,
-                                             "temperature": self.temperature, "meta": self.meta,
+                 temperature=self.temperature,
+                 header=np.array(json.dumps({"version": self.version, "bits": self.bits, "meta": self.meta,
                                              "heads": HEADS, "subtypes": SUBTYPES})))
         return path
 
@@ -244,7 +333,7 @@ class TextModel:
             if header.get("heads") != HEADS or header.get("subtypes") != SUBTYPES:
                 raise ValueError(f"{path}: model classes do not match this version of skyshield; retrain it")
             return cls(header["version"], int(header["bits"]), z["cat_q"], z["cat_scale"], z["cat_bias"],
-                       z["sub_q"], z["sub_scale"], z["sub_bias"], float(header["temperature"]), z["offset"],
+                       z["sub_q"], z["sub_scale"], z["sub_bias"], z["temperature"], z["offset"],
                        header.get("meta", {}))
 
 
@@ -289,8 +378,6 @@ class TextModelDetector:
                 subtype = pred.subtype if pred.category == category else None
                 terms = [t for t, _ in pred.top_terms]
                 why = f"text model: {category} {p:.0%}" + (f" ({subtype})" if subtype else "")
-                if terms:
-                    why += "; words: " + ", ".join(terms[:3])
                 signals.append(Signal(name, round(p, 4), {"probability": round(p, 4), "subtype": subtype,
                                                           "terms": terms, "why": why}))
             out.append(signals)

@@ -331,19 +331,41 @@ READERS = {
 }
 
 
-def load_all(data_dir: Path, include: Iterable[str] | None = None) -> list[Record]:
-    """Every record of the named datasets (default: all, seed included)."""
+def load_all(data_dir: Path, include: Iterable[str] | None = None, skip_missing: bool = False) -> list[Record]:
+    """Every record of the named datasets (default: all, seed included).
+
+    With ``skip_missing`` a corpus whose folder is absent is left out (so a model can be trained
+    without the research-only corpora); otherwise that is an error.
+    """
     names = list(include) if include is not None else [*READERS, "seed"]
     records: list[Record] = []
     for name in names:
         if name == "seed":
             records.extend(read_seed())
-        else:
-            if not (Path(data_dir) / _DIRS[name]).is_dir():
-                raise FileNotFoundError(f"dataset {name} not found under {data_dir}")
-            records.extend(READERS[name](Path(data_dir)))
+            continue
+        if name not in READERS:
+            raise ValueError(f"unknown dataset {name!r}; known: {', '.join(READERS)}")
+        if not (Path(data_dir) / _DIRS[name] / _FILES[name]).is_file():
+            if skip_missing:
+                continue
+            raise FileNotFoundError(f"dataset {name} not found under {data_dir}")
+        records.extend(READERS[name](Path(data_dir)))
     return records
 
+
+def present_datasets(data_dir: Path) -> list[str]:
+    """The corpora found under ``data_dir``."""
+    return [name for name in READERS if (Path(data_dir) / _DIRS[name] / _FILES[name]).is_file()]
+
+
+_FILES = {
+    "uci_sms_spam": "SMSSpamCollection",
+    "mendeley_smishing": "Dataset_5971.csv",
+    "telecom_fraud_texts_5": "telecom_fraud_texts_5.csv",
+    "zh_sms_800k": "zh_sms_800k_subset.tsv",
+    "zh_spam_6class": "zh_spam_6class.tsv",
+    "smishtank": "smishtank.csv",
+}
 
 _DIRS = {
     "uci_sms_spam": "uci_sms_spam",

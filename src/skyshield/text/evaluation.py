@@ -32,6 +32,8 @@ from skyshield.text.training import BITS, SEED, SEED_WEIGHT, calibrate, fit, nor
 FOLDS = 5
 TELECOM_NATIVE = {"authority_impersonation": "1", "loan": "2", "customer_service_impersonation": "3",
                   "acquaintance_impersonation": "4"}
+#: Corpora whose terms forbid commercial use or state no licence: a model trained on them is research-only.
+RESEARCH_ONLY = {"telecom_fraud_texts_5", "zh_sms_800k", "zh_spam_6class"}
 ANCHORS = {
     "uci_sms_spam": "BERT spam F1 0.969; Almeida et al. linear SVM 83.1% spam caught at 0.18% ham blocked",
     "telecom_fraud_texts_5": "RoBERTa-MHARC (Li et al. 2024) macro-F1 0.981",
@@ -54,7 +56,13 @@ class Corpus:
 
 
 def load_corpus(data_dir: Path, log: Callable[[str], None] = print) -> Corpus:
-    records = ds.load_all(data_dir)
+    present = ds.present_datasets(data_dir)
+    if not present:
+        raise FileNotFoundError(f"no known corpus under {data_dir} (see ../shared/data/README.md)")
+    missing = [name for name in ds.READERS if name not in present]
+    if missing:
+        log(f"not found under {data_dir}, left out: {', '.join(missing)}")
+    records = ds.load_all(data_dir, skip_missing=True)
     items = ds.pool(records)
     log(f"read {len(records)} records -> {len(items)} distinct texts")
     norm = normalised_texts([i.text for i in items])
@@ -76,16 +84,26 @@ def assign_folds(corpus: Corpus, seed: int = SEED) -> np.ndarray:
     return folds
 
 
+def margins_of(model: TextModel, norm: list[str]) -> np.ndarray:
+    """(n, 5): the 4 raw category margins, then 1.0 where the text is Chinese (for calibration)."""
+    margins, han = model.raw_margins(norm)
+    return np.column_stack([margins, han.astype(np.float32)])
+
+
 def _scores(model: TextModel, norm: list[str]) -> tuple[np.ndarray, list[tuple[str, str]]]:
     from skyshield.text.analysis import Entities, TextAnalysis
 
-    margins = model.raw_margins(norm)
     subs = model.subtypes_for([TextAnalysis(t, t, Entities()) for t in norm])
-    return margins, subs
+    return margins_of(model, norm), subs
 
 
 def _softmax(margins: np.ndarray, model: TextModel) -> np.ndarray:
-    return model._probabilities(margins.astype(np.float32))
+    """Calibrated category probabilities from :func:`margins_of` rows."""
+    return model._probabilities(margins[:, :4].astype(np.float32), margins[:, 4] > 0.5)
+
+
+def fit_calibration(model: TextModel, margins: np.ndarray, categories: list[str]) -> None:
+    calibrate(model, margins[:, :4], margins[:, 4] > 0.5, categories)
 
 
 # ----------------------------------------------------------------------------------------- metrics
@@ -186,7 +204,7 @@ def run(data_dir: Path, log: Callable[[str], None] = print) -> tuple[TextModel, 
     corpus = load_corpus(data_dir, log)
     folds = assign_folds(corpus)
     n = len(corpus.items)
-    margins = np.zeros((n, len(HEADS)), dtype=np.float32)
+    margins = np.zeros((n, len(HEADS) + 1), dtype=np.float32)
     subs: list[tuple[str, str]] = [("", "")] * n
     for k in range(FOLDS):
         train = corpus.trainable & (folds != k)
@@ -201,30 +219,17 @@ def run(data_dir: Path, log: Callable[[str], None] = print) -> tuple[TextModel, 
     oof = np.flatnonzero(folds >= 0)
     final = corpus.fit(corpus.trainable)
     oof_categories = [ds.split_class(c)[0] for c in corpus.classes[oof]]
-    calibrate(final, margins[oof], oof_categories)
+    fit_calibration(final, margins[oof], oof_categories)
     probs = _softmax(margins[oof], final)
     metrics: dict[str, Any] = {"cv": dataset_metrics(corpus, oof, probs, [subs[i] for i in oof])}
-    log(f"final model trained on {int(corpus.trainable.sum())} texts; calibration t={final.temperature:.3f} "
-        f"({time.time() - t0:.0f}s)")
+    log(f"final model trained on {int(corpus.trainable.sum())} texts; calibration "
+        f"t={final.temperature.round(3).tolist()} ({time.time() - t0:.0f}s)")
 
     # Held-out smishtank: recall of the final model.
     held = np.flatnonzero(~corpus.trainable)
-    hm, hs = _scores(final, [corpus.normalised[i] for i in held])
-    hp = _softmax(hm, final)
-    metrics["smishtank"] = {
-        "n": int(len(held)),
-        "fraud_recall_pct": round(100.0 * float((hp.argmax(axis=1) == 2).mean()), 2),
-        "unwanted_recall_pct": round(100.0 * float((hp[:, 1:].sum(axis=1) >= 0.5).mean()), 2),
-    }
-    # The seed set holds a few modern English lures; say how much of the smishtank recall they buy.
-    no_seed = corpus.fit(corpus.trainable & np.array(["seed" not in i.natives for i in corpus.items]))
-    no_seed.temperature, no_seed.offset = final.temperature, final.offset
-    hp0 = _softmax(no_seed.raw_margins([corpus.normalised[i] for i in held]), no_seed)
-    metrics["smishtank"]["without_seed_fraud_recall_pct"] = round(100.0 * float((hp0.argmax(axis=1) == 2).mean()), 2)
-    metrics["smishtank"]["without_seed_unwanted_recall_pct"] = round(
-        100.0 * float((hp0[:, 1:].sum(axis=1) >= 0.5).mean()), 2)
-
-    # Cross-dataset: train without a family, test on it.
+    metrics["smishtank"] = None
+    if len(held):
+        metrics["smishtank"] = _smishtank(corpus, held, final)
     families = {"english (uci+mendeley)": {"uci_sms_spam", "mendeley_smishing"},
                 "telecom_fraud_texts_5": {"telecom_fraud_texts_5"},
                 "chinese 800k (+6-class)": {"zh_sms_800k", "zh_spam_6class"}}
@@ -233,13 +238,36 @@ def run(data_dir: Path, log: Callable[[str], None] = print) -> tuple[TextModel, 
         inside = np.array([bool(set(i.natives) & members) for i in corpus.items])
         train = corpus.trainable & ~inside
         test = np.flatnonzero(inside & corpus.testable)
+        if not len(test) or not train.any():
+            continue
         model = corpus.fit(train)
         model.temperature, model.offset = final.temperature, final.offset
         m, s = _scores(model, [corpus.normalised[i] for i in test])
         cross[fam] = dataset_metrics(corpus, test, _softmax(m, model), s, only=members)
         log(f"cross-dataset {fam}: trained on {int(train.sum())} ({time.time() - t0:.0f}s)")
     metrics["cross_dataset"] = cross
+    return _finish(corpus, final, metrics, probs, oof, t0)
 
+
+def _smishtank(corpus: Corpus, held: np.ndarray, final: TextModel) -> dict[str, Any]:
+    hm, _ = _scores(final, [corpus.normalised[i] for i in held])
+    hp = _softmax(hm, final)
+    out = {
+        "n": int(len(held)),
+        "fraud_recall_pct": round(100.0 * float((hp.argmax(axis=1) == 2).mean()), 2),
+        "unwanted_recall_pct": round(100.0 * float((hp[:, 1:].sum(axis=1) >= 0.5).mean()), 2),
+    }
+    # The seed set holds a few modern English lures; say how much of the smishtank recall they buy.
+    no_seed = corpus.fit(corpus.trainable & np.array(["seed" not in i.natives for i in corpus.items]))
+    no_seed.temperature, no_seed.offset = final.temperature, final.offset
+    hp0 = _softmax(margins_of(no_seed, [corpus.normalised[i] for i in held]), no_seed)
+    out["without_seed_fraud_recall_pct"] = round(100.0 * float((hp0.argmax(axis=1) == 2).mean()), 2)
+    out["without_seed_unwanted_recall_pct"] = round(100.0 * float((hp0[:, 1:].sum(axis=1) >= 0.5).mean()), 2)
+    return out
+
+
+def _finish(corpus: Corpus, final: TextModel, metrics: dict[str, Any], probs: np.ndarray, oof: np.ndarray,
+            t0: float) -> tuple[TextModel, dict[str, Any], dict[str, Any]]:
     digest = hashlib.sha256(final.cat_q.tobytes() + final.sub_q.tobytes()).hexdigest()[:10]
     final.version = f"skyshield-text-1.{digest}"
     counts = {name: sum(1 for i in corpus.items if name in i.natives) for name in ds.LABEL_PRIORITY}
@@ -247,10 +275,14 @@ def run(data_dir: Path, log: Callable[[str], None] = print) -> tuple[TextModel, 
     metrics["model"] = {
         "version": final.version, "bits": BITS, "seed": SEED, "train_texts": int(corpus.trainable.sum()),
         "distinct_texts_per_dataset": counts, "train_classes": class_counts,
-        "temperature": round(final.temperature, 4), "offset": [round(float(v), 4) for v in final.offset],
+        "temperature": final.temperature.round(4).tolist(), "offset": final.offset.round(4).tolist(),
         "eval_seconds": round(time.time() - t0, 1),
     }
-    final.meta = {"trained_on": [d for d in ds.TRAINING_DATASETS], "research_use_only": True}
+    trained_on = [d for d in ds.TRAINING_DATASETS if counts.get(d)]
+    research_only = sorted(set(trained_on) & RESEARCH_ONLY)
+    metrics["model"]["trained_on"] = trained_on
+    metrics["model"]["research_only_corpora"] = research_only
+    final.meta = {"trained_on": trained_on, "research_use_only": bool(research_only)}
     uci = [i for i in oof if "uci_sms_spam" in corpus.items[i].testable_in]
     zh = [i for i in oof if "zh_sms_800k" in corpus.items[i].testable_in]
     tel = [i for i in oof if "telecom_fraud_texts_5" in corpus.items[i].testable_in]
@@ -263,7 +295,7 @@ def run(data_dir: Path, log: Callable[[str], None] = print) -> tuple[TextModel, 
         "Telecom fraud vs normal (fraud score)": ([corpus.items[i].natives["telecom_fraud_texts_5"] != "0"
                                                    for i in tel], [float(probs[pos[i], 2]) for i in tel]),
     }
-    return final, metrics, curves
+    return final, metrics, {k: v for k, v in curves.items() if v[0] and any(v[0]) and not all(v[0])}
 
 
 # ----------------------------------------------------------------------------------------- card
@@ -299,12 +331,15 @@ def render_card(metrics: dict[str, Any]) -> str:
         "",
         f"**Model `{m['version']}`** — hashed char 1-3-grams + word 1-2-grams ({2 ** m['bits']:,} buckets), two "
         "linear heads (category: ham / promotion / fraud / illicit; subtype), int8 weights, softmax calibrated on "
-        f"out-of-fold margins (temperature {m['temperature']}). Trained on {m['train_texts']:,} distinct texts, "
+        f"out-of-fold margins (temperature {m['temperature']} for other / Chinese text). "
+        f"Trained on {m['train_texts']:,} distinct texts, "
         f"seed {m['seed']}; reproduce with `skyshield train`.",
         "",
-        "> **Research use only.** The shipped model learned from Telecom_Fraud_Texts_5 (research use only, no "
-        "commercial use) and the Chinese 800k corpus (no licence stated). Retrain without them "
-        "(`skyshield train` on a data folder without those corpora) before any commercial use.",
+        ("> **Research use only.** This model learned from " + ", ".join(m["research_only_corpora"]) +
+         " (Telecom_Fraud_Texts_5: research use only, no commercial use; the Chinese 800k corpus and its "
+         "6-class subset: no licence stated). Retrain without them (`skyshield train --data DIR` on a folder "
+         "without those corpora) before any commercial use.") if m.get("research_only_corpora") else
+        "> Trained only on corpora whose terms allow redistribution with attribution (see below).",
         "",
         "## Corpora it learned from, and their terms",
         "",
@@ -320,6 +355,32 @@ def render_card(metrics: dict[str, Any]) -> str:
             lines.append(f"| {name} | `{native}` | {how} |")
     lines += ["", "Ham is split at prediction time: a one-time code -> verification; a 【signature】 or bank/parcel/"
               "bill wording -> notification; else personal.", "",
+              "## How the data was prepared", "",
+              "- Texts are pooled across corpora and deduplicated on a key that ignores case, width, digits, spaces "
+              "and punctuation (UCI and Mendeley share ~4,900 texts; they become one item that keeps both native "
+              "labels). When copies disagree, the class comes from the finer source "
+              f"({' > '.join(ds.LABEL_PRIORITY[:6])}).",
+              "- The 800k corpus masks digits as `x`; masks become digits again (`xxxx` -> `0000`), and the model "
+              "reads every digit as `0` anyway. Telecom_Fraud_Texts_5 placeholders (`DIGIT`, `NAME`, `PLACE`, "
+              "`CELLPHONE`, `XX`...) appear in some classes only; they are replaced by digits or dropped, so the "
+              "model cannot learn them.",
+              "- n-grams made only of start/end markers are not features (they would encode text length, and the "
+              "Telecom fraud classes are 2-3x longer than its normal class).",
+              f"- A hand-written seed set ({m['distinct_texts_per_dataset'].get('seed', 0)} rows, "
+              "`src/skyshield/text/seed_examples.tsv`, written for skyshield) adds illicit examples (gambling, porn, "
+              "fake documents, link spam), investment fraud, short SMS forms of the Telecom fraud types, 16 generic "
+              "modern English lures, and legitimate bank alerts, receipts, parcel notices and one-time codes. "
+              f"Each seed row weighs {SEED_WEIGHT:g} corpus rows. Seed rows are never test data.",
+              "- Weak re-labelling by keyword is listed in the mapping table above (prize/adult wording in English "
+              "spam, illicit cues in Chinese spam, opt-out cues in Telecom normal).",
+              "",
+              "## Protocol", "",
+              "One joint, class-stratified 5-fold split over the pooled items: each fold's model trains on the "
+              "other folds of every corpus plus the training-only rows (800k spam-only blocks, 6-class file, seed), "
+              "and each dataset is scored on its own held-out items in its own terms. Out-of-fold margins fit the "
+              "calibration (a temperature and per-category offsets, separately for Chinese and other text) "
+              "of the final model, which trains on everything "
+              "except smishtank. Thresholds: a message counts as spam/unwanted when P(unwanted) >= 0.5.", "",
               "Training classes: " + ", ".join(f"{c} {n:,}" for c, n in m["train_classes"].items() if n), "",
               "## Per-dataset results (5-fold CV, deduplicated, other corpora in the training folds)", ""]
     u = cv.get("uci_sms_spam", {})
@@ -342,11 +403,13 @@ def render_card(metrics: dict[str, Any]) -> str:
     if z:
         lines += [f"- **Chinese 800k, lines 1-10,000** (n={z['n']:,}; the spam-only lines train only): spam F1 "
                   f"**{z['f1']}**, ham blocked {z['ham_blocked_pct']}%, spam caught {z['caught_pct']}%."]
-    s = metrics["smishtank"]
-    lines += [f"- **smishtank** (never trained on, n={s['n']:,}): classified fraud {s['fraud_recall_pct']}%, "
-              f"any unwanted (score >= 0.5) {s['unwanted_recall_pct']}%. Without the hand-written seed set (which "
-              f"holds 16 generic modern English lures): fraud {s['without_seed_fraud_recall_pct']}%, unwanted "
-              f"{s['without_seed_unwanted_recall_pct']}%.", "",
+    s = metrics.get("smishtank")
+    if s:
+        lines += [f"- **smishtank** (never trained on, n={s['n']:,}): classified fraud {s['fraud_recall_pct']}%, "
+                  f"any unwanted (score >= 0.5) {s['unwanted_recall_pct']}%. Without the hand-written seed set "
+                  f"(which holds 16 generic modern English lures): fraud {s['without_seed_fraud_recall_pct']}%, "
+                  f"unwanted {s['without_seed_unwanted_recall_pct']}%."]
+    lines += ["",
               "## Cross-dataset (train without the family, test on it; threshold 0.5)", "",
               "| left out | tested on | metric |", "| --- | --- | --- |"]
     for fam, per in metrics["cross_dataset"].items():

@@ -43,6 +43,7 @@ _K = np.array([0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB, 0xD6E
 _ORDER_SALT = np.array([0, 0x1B873593, 0x85EBCA6B, 0xE6546B64, 0xCC9E2D51, 0x27D4EB2F], dtype=np.uint64)
 _WORD_SALT = np.uint64(0x165667B19E3779F9)
 _BIGRAM_SALT = np.uint64(0x2545F4914F6CDD1D)
+_SCRIPT_SALT = np.uint64(0x3C6EF372FE94F82B)
 _P = np.uint64(0x100000001B3)  # FNV prime, odd: the polynomial base for word hashes
 
 
@@ -61,6 +62,7 @@ class Features:
     scale: np.ndarray         # float32 (n,)
     texts: list[str]          # the (cut) texts the rows were built from
     word_starts: np.ndarray   # int64 (rows,): for a row where a word ends, the row where it starts (else -1)
+    han: np.ndarray           # bool (n,): the message contains Chinese characters
 
 
 def _mix(h: np.ndarray, shift: np.uint64) -> np.ndarray:
@@ -117,7 +119,6 @@ def featurise(texts: Sequence[str], bits: int) -> Features:
     # N-grams made only of markers are the same in every message: they would only tell the model the
     # text's length (through the 1/sqrt(n) weight), which is a corpus artefact, so drop them.
     nc = len(CHAR_ORDERS)
-    buckets[row_offsets[:-1], 0] = 0
     ends = row_offsets[1:]
     for k in range(1, _PAD + 2):
         buckets[ends - k, :nc] = 0
@@ -146,9 +147,19 @@ def featurise(texts: Sequence[str], bits: int) -> Features:
         word_starts_bi = np.full(total, -1, dtype=np.int64)
         word_starts_bi[last[1:][same]] = w_start[:-1][same]
         n_words = np.bincount(w_msg, minlength=n) + np.bincount(w_msg[1:][same], minlength=n)
-    n_char_feats = (lens - _PAD - 1) * nc - 1
+    # The start marker's unigram slot holds the message's script instead ("Chinese" or "other"): a
+    # per-language intercept, since the corpora's class balance differs by language.
+    han = np.add.reduceat(((cp >= 0x3400) & (cp <= 0x9FFF)).astype(np.int32), row_offsets[:-1]) > 0 if n else \
+        np.zeros(0, dtype=bool)
+    buckets[row_offsets[:-1], 0] = np.where(han, _script_bucket(1, shift), _script_bucket(0, shift))
+    n_char_feats = (lens - _PAD - 1) * nc
     scale = (1.0 / np.sqrt(n_char_feats + n_words)).astype(np.float32)
-    return Features(n, buckets, row_offsets, scale, cut, word_starts)
+    return Features(n, buckets, row_offsets, scale, cut, word_starts, han)
+
+
+def _script_bucket(script: int, shift: np.uint64) -> int:
+    with np.errstate(over="ignore"):
+        return int(_mix(np.array([_SCRIPT_SALT + np.uint64(script)], dtype=np.uint64), shift)[0]) or 1
 
 
 def to_sparse(feats: Features, bits: int):  # -> scipy.sparse.csr_matrix

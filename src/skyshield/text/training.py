@@ -77,11 +77,23 @@ def fit(normalised: Sequence[str], classes: Sequence[str], seed: int = SEED, bit
     return TextModel(version, bits, cat_q, cat_scale, cat_b, sub_q, sub_scale, sub_b)
 
 
-def calibrate(model: TextModel, margins: np.ndarray, categories: Sequence[str]) -> None:
-    """Fit ``softmax(t * margin + offset)`` to held-out margins by maximum likelihood (in place)."""
+def calibrate(model: TextModel, margins: np.ndarray, han: np.ndarray, categories: Sequence[str]) -> None:
+    """Fit ``softmax(t * margin + offset)`` to held-out margins by maximum likelihood, separately for
+    Chinese and other texts (their corpora differ in class balance and margin scale). In place."""
+    y_all = np.array([HEADS.index(c) for c in categories])
+    han = np.asarray(han, dtype=bool)
+    temperature = np.ones(2, dtype=np.float32)
+    offset = np.zeros((2, len(HEADS)), dtype=np.float32)
+    for script in (0, 1):
+        rows = han == bool(script)
+        if rows.sum() >= 20:
+            temperature[script], offset[script] = _fit_softmax(np.asarray(margins)[rows], y_all[rows])
+    model.temperature, model.offset = temperature, offset
+
+
+def _fit_softmax(margins: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
     from scipy.optimize import minimize
 
-    y = np.array([HEADS.index(c) for c in categories])
     m = np.asarray(margins, dtype=np.float64)
 
     def nll(params: np.ndarray) -> float:
@@ -92,5 +104,4 @@ def calibrate(model: TextModel, margins: np.ndarray, categories: Sequence[str]) 
 
     res = minimize(nll, np.array([1.0, 0.0, 0.0, 0.0, 0.0]), method="Nelder-Mead",
                    options={"maxiter": 2000, "xatol": 1e-4, "fatol": 1e-7})
-    model.temperature = float(res.x[0])
-    model.offset = res.x[1:].astype(np.float32)
+    return float(res.x[0]), res.x[1:].astype(np.float32)
