@@ -59,8 +59,14 @@ class Engine:
     def check(self, messages: Sequence[Message], extra: dict[str, Any] | None = None) -> list[Verdict]:
         if not messages:
             return []
-        analyses = self.analyse([m.text for m in messages])
-        predictions = self.model.predict(analyses)
+        # Bulk traffic repeats one text to many recipients: analyse and predict each distinct text once.
+        # The shared TextAnalysis/TextPrediction objects are read-only to detectors.
+        position: dict[str, int] = {}
+        inverse = [position.setdefault(m.text, len(position)) for m in messages]
+        distinct_analyses = self.analyse(list(position))
+        distinct_predictions = self.model.predict(distinct_analyses)
+        analyses = [distinct_analyses[j] for j in inverse]
+        predictions = [distinct_predictions[j] for j in inverse]
         ctx = BatchContext(messages, analyses, predictions, extra or {})
         per_message: list[list[Signal]] = [[] for _ in messages]
         for detector in self.detectors:
