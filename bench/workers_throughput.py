@@ -169,9 +169,13 @@ def component_rates(db_url: str | None, seconds: float = 2.0) -> list[tuple[str,
                 rate(lambda: local.check_and_add(("r", next(k) % 5000), 1e9, rates, "x")), "checks/s"))
     out.append(("cap check_and_add, Redis (one round trip each)",
                 rate(lambda: shared.check_and_add(("r", next(k) % 5000), 1e9, rates, "x")), "checks/s"))
+    many = [(("r", i), 1e9, rates, "x", True) for i in range(100)]
+    out.append(("cap check_and_add_many, Redis, 100 per round trip",
+                rate(lambda: shared.check_and_add_many(many), 100), "checks/s"))
     shared.clear()
-    batch = [(Message(text="【京东】您的验证码为846213，5分钟内有效。", sender="1069000100", recipient="13800138000",
-                      time=datetime.now(UTC)), Verdict(Action.DELIVER, Category.VERIFICATION, None, 0.01, 0.0, []))
+    message = Message(text="【京东】您的验证码为846213，5分钟内有效。", sender="1069000100", recipient="13800138000",
+                      time=datetime.now(UTC))
+    batch = [(message, Verdict(Action.DELIVER, Category.VERIFICATION, None, 0.01, 0.0, [], model_version="bench"))
              for _ in range(1000)]
     with tempfile.TemporaryDirectory(prefix="skyshield-store-") as tmp:
         urls = [("SQLite (WAL)", f"sqlite:///{tmp}/s.db")] + ([("PostgreSQL (COPY)", db_url)] if db_url else [])

@@ -86,7 +86,7 @@ def _one_random(name: str, seconds: int, findings: Path, input_timeout: int) -> 
             print(f"slow input ({time.monotonic() - started:.1f} s) saved to {path}", file=sys.stderr)
             return 1
         runs += 1
-    print(f"#{runs} DONE (random mutator, {seconds} s)", file=sys.stderr)
+    print(f"stat::number_of_executed_units: {runs}  (random mutator, {seconds} s)", file=sys.stderr)
     return 0
 
 
@@ -132,7 +132,8 @@ def main() -> int:
                "--input-timeout", str(args.input_timeout)]
         proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
         new = sorted(set(findings.iterdir()) - before)
-        stats = [line.split()[-1] for line in proc.stderr.splitlines() if "number_of_executed_units" in line]
+        stats = [line.split(":")[-1].split()[0] for line in proc.stderr.splitlines()
+                 if "number_of_executed_units" in line]
         execs = stats[0] if stats else None
         status = "ok" if proc.returncode == 0 and not new else "FINDING"
         summary.append((name, status, time.monotonic() - started, execs, new))

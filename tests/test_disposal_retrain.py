@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from skyshield.disposal.retrain import failed_guards, metrics, retrain
+from skyshield.disposal.retrain import distinct_labels, failed_guards, metrics, retrain
 
 
 def test_guards_name_each_metric_that_got_worse_beyond_its_tolerance():
@@ -39,16 +39,18 @@ def test_retrain_on_the_seed_set_ships_when_guards_pass_and_not_when_they_fail(t
     result = retrain(good, tmp_path, data_dir=None, log=lambda m: None)
     assert result.candidate.is_file()
     assert result.shipped and result.target.is_file() and not result.failed_guards, result.table()
-    learnt = len(good) - len(good) // 4
+    distinct = len(distinct_labels(good))
+    assert distinct < len(good)  # the second copy of each label counts once
+    learnt = distinct - distinct // 4
     assert TextModel.load(result.target).version.endswith(f"+reviewed{learnt}")  # every 4th label held out
     shipped_bytes = result.target.read_bytes()
 
-    # Poison: every fraud text of the guard fold, labelled as personal many times over.
+    # Poison: every fraud text of the guard fold, labelled as personal.
     guard_fraud = [r.text for r in guard if r.cls.startswith("fraud")]
     assert guard_fraud
-    bad = _labels(guard_fraud, "personal", copies=20)
+    bad = _labels(guard_fraud, "personal")
     result = retrain(bad, tmp_path, data_dir=None, log=lambda m: None, current=load_model(None))
-    assert not result.shipped and result.failed_guards
+    assert not result.shipped and result.failed_guards, result.table()
     assert result.target.read_bytes() == shipped_bytes  # the shipped model was not replaced
     assert "FAIL" in result.table()
 
@@ -56,3 +58,10 @@ def test_retrain_on_the_seed_set_ships_when_guards_pass_and_not_when_they_fail(t
 def test_retrain_without_labels_says_so(tmp_path):
     with pytest.raises(ValueError, match="no labelled review items"):
         retrain([], tmp_path, data_dir=None)
+
+
+def test_a_labelled_wave_counts_once():
+    wave = [{"text": f"【店{i}】尊敬的客户，您的额度已提升至{i}万元，点击 http://a{i}.cn 领取", "label": "fraud/loan"}
+            for i in range(30)]
+    other = {"text": "妈，我晚上七点到家", "label": "personal"}
+    assert distinct_labels([*wave, other]) == [wave[0], other]

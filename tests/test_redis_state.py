@@ -71,6 +71,19 @@ def test_redis_counts_windows_exactly_like_the_in_process_counter(redis_url, pre
     assert 3600 < ttl <= 3600 + 86_400, "keys expire a day after their longest window"
 
 
+def test_a_batch_of_checks_in_one_round_trip_sees_its_own_earlier_sends(redis_url, prefix):
+    rates = parse_rates(["3 / 1h"])
+    checks = [(("sig", "acme", "某宝", f"h:{i % 2}", "promotion"), 1_763_900_000.0 + i, rates, "r", i != 4)
+              for i in range(10)]
+    local, shared = SlidingCounter(), RedisWindowCounter.from_url(redis_url, prefix=prefix)
+    expected = [[(h.rate, h.count) for h in hits] for hits in local.check_and_add_many(checks)]
+    got = [[(h.rate, h.count) for h in hits] for hits in shared.check_and_add_many(checks)]
+    assert got == expected
+    # the 4th counted send to a recipient hits the cap; send 4 was not counted (add=False), so h:0 hits at 8
+    assert [bool(h) for h in got] == [False] * 7 + [True] * 3
+    assert shared.check_and_add_many([]) == []
+
+
 def _hammer(url: str, prefix: str, calls: int, out) -> None:
     counter = RedisWindowCounter.from_url(url, prefix=prefix)
     rates = parse_rates(["100 / 1h"])

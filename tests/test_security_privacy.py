@@ -134,3 +134,29 @@ def test_policy_changes_are_audited_once_per_change(store):
 def test_record_audit_refuses_an_empty_actor(store):
     with pytest.raises(ValueError, match="actor"):
         record_audit("", "x", "y", store=store)
+
+
+def test_the_server_purges_old_text_when_it_starts(tmp_path):
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from skyshield.api.app import create_app
+    from skyshield.engine import Engine
+
+    class Model:
+        version = "stub"
+
+    settings = load_settings(f"sqlite:///{tmp_path / 'p.db'}")
+    with open_store(settings) as s:
+        [old_id, new_id] = s.save([(Message("旧消息 13800138000"), _verdict()), (Message("新消息"), _verdict())])
+    conn = sqlite3.connect(tmp_path / "p.db")
+    conn.execute("UPDATE verdicts SET stored_at = '2020-01-01T00:00:00.000000+00:00' WHERE id = ?", (old_id,))
+    conn.commit()
+    policy = Policy.load()
+    with TestClient(create_app(policy, settings, engine=Engine(policy, lambda t: [], Model(), []))) as client:
+        store = client.app.state.skyshield.store
+        deadline = time.monotonic() + 30
+        while store.get(old_id).text is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert store.get(old_id).text is None and store.get(new_id).text == "新消息"

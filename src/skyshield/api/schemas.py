@@ -87,6 +87,11 @@ class CheckResult(BaseModel):
     replayed: bool | None = Field(
         None, description="True when this `id` was checked before: the stored verdict, not scored or stored again."
     )
+    failsafe: str | None = Field(
+        None,
+        description="Set when the engine or the store failed: `engine_unavailable` or `store_unavailable`; the action "
+        "is then the one `[engine] on_failure` names, and `id` is null when the verdict could not be stored.",
+    )
     error: ItemError | None = None
 
 

@@ -2,8 +2,9 @@
 
 One :class:`BehaviourService` per process (:func:`shared_service`) is fed by both ingresses: the message
 detector (``detector.BehaviourDetector``) and the call screener (``calls.CallScreener``), so a number's
-calls and messages meet in one profile. Everything here is in memory and never touches the network; the
-reputation lists are read from SQLite once, at start.
+calls and messages meet in one profile. Everything here is in memory (except the optional per-sender message
+counter shared across workers when ``[state]`` names a URL); the reputation lists are read from SQLite once,
+at start. Blocked attempts still count as the number's behaviour, so the detector has no ``settle``.
 """
 
 from __future__ import annotations

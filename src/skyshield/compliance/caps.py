@@ -41,6 +41,10 @@ class CapHit:
     limit: int
 
 
+#: One cap check: (key, send time, rates, rule name for the evidence, whether to count the send).
+CapCheck = tuple[Hashable, float, Sequence[Rate], str, bool]
+
+
 class SlidingCounter:
     """Sorted event times per key; thread-safe. Times are unix seconds (the message's own time).
 
@@ -72,6 +76,10 @@ class SlidingCounter:
             if add:
                 bisect.insort(self._events.setdefault(key, []), t)
             return hits
+
+    def check_and_add_many(self, checks: Sequence[CapCheck]) -> list[list[CapHit]]:
+        """``check_and_add`` for each (key, t, rates, rule, add), in order: later ones see earlier ones."""
+        return [self.check_and_add(key, t, rates, rule, add) for key, t, rates, rule, add in checks]
 
     def add(self, key: Hashable, t: float) -> None:
         with self._lock:

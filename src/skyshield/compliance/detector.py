@@ -218,6 +218,8 @@ class ComplianceDetector:
               out: list[list[Signal]]) -> None:
         reservations: dict[int, list[tuple]] = ctx.extra.setdefault(RESERVATIONS, {})
         rows = []
+        checks: list[tuple] = []  # (key, t, rates, rule, add) in message order
+        owners: list[tuple[int, str]] = []  # (message index, category) of each check
         for i, (msg, pred) in enumerate(zip(ctx.messages, ctx.predictions, strict=False)):
             if not msg.recipient:
                 continue
@@ -230,15 +232,19 @@ class ComplianceDetector:
             # A send this detector already refuses (no consent, quiet hours...) will be blocked: do not count it,
             # so a later send in the same batch is not capped by it.
             doomed = sum(self.policy.weight(s.name) * s.score for s in out[i]) >= self.block_at
-            hits: list[CapHit] = []
             for key in keys:
                 rates = self.rates[category] if key[0] == "sig" else self.platform_rates[category]
-                hits.extend(self.counter.check_and_add(key, t, rates, f"{category} {_RULE_NAMES[key[0]]}",
-                                                       add=not doomed))
+                checks.append((key, t, rates, f"{category} {_RULE_NAMES[key[0]]}", not doomed))
+                owners.append((i, category))
             if not doomed:
                 row = (msg.tenant, scope, msg.sender, pseudos[i], category, t)
                 reservations[i] = [keys, t, row]
                 rows.append(row)
+        # One call for the whole batch, in message order (a shared counter sends it in one round trip).
+        hits_of: dict[int, tuple[str, list[CapHit]]] = {}
+        for (i, category), hits in zip(owners, self.counter.check_and_add_many(checks), strict=True):
+            hits_of.setdefault(i, (category, []))[1].extend(hits)
+        for i, (category, hits) in hits_of.items():
             if hits:
                 first = hits[0]
                 out[i].append(Signal("FREQUENCY_CAP", 1.0, {

@@ -148,3 +148,9 @@ def may_see(request: Request, tenant: str) -> bool:
     """Whether the caller may read a record of ``tenant``."""
     p = principal_of(request)
     return p.any_tenant or (p.key is not None and p.key.tenant == tenant)
+
+
+def actor_of(request: Request) -> str:
+    """Who to name in the audit log for this API request: ``key:<key id>`` or ``api:open-mode``."""
+    p = principal_of(request)
+    return f"key:{p.key.key_id}" if p.key is not None else "api:open-mode"

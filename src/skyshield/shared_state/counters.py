@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from skyshield.policy import Policy, PolicyError
 
 if TYPE_CHECKING:
-    from skyshield.compliance.caps import CapHit, Rate
+    from skyshield.compliance.caps import CapCheck, CapHit, Rate
 
 #: Overrides ``[state] url`` (e.g. for every worker of one deployment without a policy file of its own).
 ENV_URL = "SKYSHIELD_STATE"
@@ -33,6 +33,9 @@ class WindowCounter(Protocol):
         self, key: Hashable, t: float, rates: Sequence[Rate], rule: str, add: bool = True
     ) -> list[CapHit]:
         """The rates ``t`` would break given the events so far; then count ``t`` when ``add`` (one atomic step)."""
+
+    def check_and_add_many(self, checks: Sequence[CapCheck]) -> list[list[CapHit]]:
+        """``check_and_add`` for each (key, t, rates, rule, add) in order (a shared counter: one round trip)."""
 
     def add(self, key: Hashable, t: float) -> None: ...
 

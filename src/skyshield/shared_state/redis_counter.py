@@ -15,7 +15,7 @@ from typing import Any
 
 import redis
 
-from skyshield.compliance.caps import CapHit, Rate
+from skyshield.compliance.caps import CapCheck, CapHit, Rate
 
 # KEYS[1] the set; ARGV: t, add (0/1), member, trim bound, ttl seconds, then one lower bound per window.
 _CHECK_AND_ADD = """
@@ -79,13 +79,30 @@ class RedisWindowCounter:
     def check_and_add(
         self, key: Hashable, t: float, rates: Sequence[Rate], rule: str, add: bool = True
     ) -> list[CapHit]:
+        counts = self._check(keys=[self.redis_key(key)], args=self._check_args(t, rates, add))
+        return self._hits(rates, rule, counts)
+
+    @staticmethod
+    def _check_args(t: float, rates: Sequence[Rate], add: bool) -> list[Any]:
         longest = max((r.window_s for r in rates), default=0)
         args: list[Any] = [_num(t), "1" if add else "0", f"{_num(t)}:{uuid.uuid4().hex}",
                            f"({_num(t - longest - SLACK_S)}", int(longest + SLACK_S)]
-        args += [f"({_num(t - r.window_s)}" for r in rates]
-        counts = self._check(keys=[self.redis_key(key)], args=args)
+        return args + [f"({_num(t - r.window_s)}" for r in rates]
+
+    @staticmethod
+    def _hits(rates: Sequence[Rate], rule: str, counts: Sequence[Any]) -> list[CapHit]:
         return [CapHit(rule, r.text, r.window_s, int(n), r.limit)
                 for r, n in zip(rates, counts, strict=True) if int(n) >= r.limit]
+
+    def check_and_add_many(self, checks: Sequence[CapCheck]) -> list[list[CapHit]]:
+        """Many checks in one round trip: a pipeline of scripts, run in order, each atomic on its own."""
+        if not checks:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for key, t, rates, _, add in checks:
+            self._check(keys=[self.redis_key(key)], args=self._check_args(t, rates, add), client=pipe)
+        return [self._hits(rates, rule, counts)
+                for (_, _, rates, rule, _), counts in zip(checks, pipe.execute(), strict=True)]
 
     def add(self, key: Hashable, t: float) -> None:
         """Count one event; the key keeps ``ttl_s`` of history (no window is known here)."""

@@ -23,13 +23,16 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from skyshield.events import Category, FraudSubtype, IllicitSubtype, Signal
 from skyshield.text.analysis import Entities, TextAnalysis, TextPrediction
 from skyshield.text.features import _PAD, CHAR_ORDERS, COLUMNS, Features, featurise
+
+if TYPE_CHECKING:
+    from skyshield.engine import BatchContext
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 MODEL_FILE = "text_model.npz"
@@ -64,6 +67,9 @@ _MEANINGFUL = re.compile(r"[^\W_]")
 
 
 _BREAK = re.compile(r"[\W_]")
+_ASCII_WORD = re.compile(r"[a-z0-9]*")
+_ASCII_TAIL = re.compile(r"[a-z0-9]*$")
+_ASCII_PAIR = re.compile(r"[a-z0-9]{2}")  # a Latin word continues across this point
 
 
 def _phrases(text: str, spans: list[tuple[int, int, float]]) -> dict[str, float]:
@@ -78,10 +84,11 @@ def _phrases(text: str, spans: list[tuple[int, int, float]]) -> dict[str, float]
             e0 -= 1
         if s0 == e0:
             continue
-        while s0 > 1 and text[s0 - 1].isascii() and text[s0 - 1].isalnum() and text[s0].isascii():
-            s0 -= 1
-        while e0 < len(text) and text[e0].isascii() and text[e0].isalnum() and text[e0 - 1].isascii():
-            e0 += 1
+        # a Latin word cut by a char n-gram grows back to the whole word
+        if s0 > 0 and _ASCII_PAIR.match(text, s0 - 1):
+            s0 -= len(_ASCII_TAIL.search(text, max(0, s0 - 32), s0).group())
+        if _ASCII_PAIR.match(text, e0 - 1):
+            e0 = _ASCII_WORD.match(text, e0).end()
         clean.append((s0, e0, v))
     clean.sort()
     terms: dict[str, float] = {}
@@ -367,7 +374,7 @@ class TextModelDetector:
     def __init__(self, threshold: float = MATERIAL):
         self.threshold = threshold
 
-    def detect(self, ctx: Any) -> list[list[Signal]]:
+    def detect(self, ctx: BatchContext) -> list[list[Signal]]:
         out: list[list[Signal]] = []
         for pred in ctx.predictions:
             signals = []
