@@ -225,12 +225,14 @@ def main() -> None:
                     with psycopg.connect(PG_BASE, autocommit=True) as conn:
                         conn.execute(f"CREATE SCHEMA {schema}")
                     db_url = f"{PG_BASE}?options=-csearch_path%3D{schema}"
-                proc, url = start_server(workdir, workers, db_url, policy)
+                proc = None
                 try:
+                    proc, url = start_server(workdir, workers, db_url, policy)
                     rate = throughput(url, args.clients, args.batch, args.seconds, args.max_requests)
                     passed, sent = codes_through(url, args.clients, 30)
                 finally:
-                    stop_server(proc)
+                    if proc is not None:
+                        stop_server(proc)
                     if schema:
                         with psycopg.connect(PG_BASE, autocommit=True) as conn:
                             conn.execute(f"DROP SCHEMA {schema} CASCADE")

@@ -17,7 +17,8 @@ from skyshield.text.extract import analyse_batch
 HAM = ["Ok see you at {h} then", "Can you call me when you get home", "Running late, {h} mins", "Dinner at {h}?",
        "Thanks for today, it was great", "Where are you now", "I'll be there by {h}", "Did you get my email"]
 SPAM = ["FREE entry! Win a prize of £{h}00, text WIN to 8{h}21", "Cheap loans approved today, call 0800{h}11",
-        "Congratulations you won a holiday, claim at 09{h}7", "Get 50% off all items this weekend, reply STOP to opt out"]
+        "Congratulations you won a holiday, claim at 09{h}7",
+        "Get 50% off all items this weekend, reply STOP to opt out"]
 
 
 @pytest.fixture(scope="module")
@@ -26,16 +27,17 @@ def mini_data(tmp_path_factory) -> Path:
     rng = random.Random(7)
     (root / "uci_sms_spam").mkdir()
     lines = []
+    words = ["ok", "pls", "now", "later", "today", "tomorrow", "mate", "love", "soon", "asap", "lol", "hey"]
     for i in range(240):
         label, tpl = ("spam", rng.choice(SPAM)) if i % 4 == 0 else ("ham", rng.choice(HAM))
-        lines.append(f"{label}\t{tpl.format(h=i)} {rng.choice(['', 'ok', 'pls', 'now', 'x'])} {i}")
+        lines.append(f"{label}\t{tpl.format(h=i)} {' '.join(rng.sample(words, 3))}")
     (root / "uci_sms_spam" / "SMSSpamCollection").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (root / "smishtank").mkdir()
     with (root / "smishtank" / "smishtank.csv").open("w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["messageid", "MainText"])
-        for i in range(20):
-            w.writerow([i, f"USPS: your parcel is on hold, pay the {i}.99 fee at usps-fee{i}.com"])
+        for i, brand in enumerate(["USPS", "FedEx", "DHL", "UPS", "Evri", "DPD", "Royal Mail", "Hermes"]):
+            w.writerow([i, f"{brand}: your parcel is on hold, pay the fee at {brand.lower()}-fee.com"])
     return root
 
 
@@ -53,7 +55,7 @@ def test_train_writes_model_and_card_and_is_reproducible(mini_data, tmp_path, ca
     metrics = json.loads((out1 / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["model"]["trained_on"] == ["uci_sms_spam", "seed"]
     assert metrics["cv"]["uci_sms_spam"]["n"] > 100
-    assert metrics["smishtank"]["n"] == 20
+    assert metrics["smishtank"]["n"] == 8
     preds = m1.predict(analyse_batch(["FREE entry! Win a prize of £500, text WIN to 80021", "Where are you now"]))
     assert preds[0].unwanted > preds[1].unwanted
 

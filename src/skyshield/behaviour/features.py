@@ -151,14 +151,14 @@ def batch_features(
     m = m.filter(pl.col("ts") <= t_end)
     result = _window_features(c, m, t_end)
     if activation is not None:
-        act = activation.lazy().select("number", to_seconds("activated").alias("first"))
-    else:
+        act = activation.lazy().select(pl.col("number").hash().alias("_h"), to_seconds("activated").alias("first"))
+    else:  # first appearance anywhere, grouped on the numbers' hashes (cheaper than on strings)
         act = pl.concat([
-            c.select(pl.col("caller").alias("number"), "ts"), c.select(pl.col("callee").alias("number"), "ts"),
-            m.select(pl.col("sender").alias("number"), "ts"), m.select(pl.col("recipient").alias("number"), "ts"),
-        ]).group_by("number").agg(pl.col("ts").min().alias("first"))
+            c.select(pl.col("_ch").alias("_h"), "ts"), c.select(pl.col("_eh").alias("_h"), "ts"),
+            m.select(pl.col("sender").hash().alias("_h"), "ts"), m.select(pl.col("recipient").hash().alias("_h"), "ts"),
+        ]).group_by("_h").agg(pl.col("ts").min().alias("first"))
     result = (
-        result.join(act, on="number", how="left")
+        result.with_columns(pl.col("number").hash().alias("_h")).join(act, on="_h", how="left").drop("_h")
         .with_columns(((t_end - pl.col("first").fill_null(t_end)) / 86_400).clip(lower_bound=0).alias("maturity_days"))
         .with_columns(pl.exclude("number").fill_null(0.0))
         .select("number", *FEATURE_NAMES)

@@ -3,7 +3,7 @@
 Every corpus labels things its own way (one calls all marketing "spam", another calls carrier
 marketing "normal"), so each reader returns :class:`Record` rows that keep the dataset's *native*
 label (for reporting in its own terms) next to the skyshield *class* it maps to. The mapping is the
-table :data:`LABEL_MAP` below; ``docs/text-model.md`` and the model card print the same table.
+table :data:`LABEL_MAP` below; the model card (``skyshield/models/CARD.md``) prints the same table.
 
 A training class is ``"ham"``, ``"promotion"``, ``"fraud/<subtype>"`` or ``"illicit/<subtype>"``.
 "ham" is split into personal / notification / verification at prediction time from the entities,
@@ -27,7 +27,7 @@ from skyshield.events import Category, FraudSubtype, IllicitSubtype
 HAM = "ham"
 PROMOTION = Category.PROMOTION.value
 
-#: Every class the model can learn, in a fixed order (the order of the weight columns).
+#: Every class the model can learn (the category head sees the part before "/").
 CLASSES: list[str] = (
     [HAM, PROMOTION]
     + [f"fraud/{s.value}" for s in FraudSubtype]
