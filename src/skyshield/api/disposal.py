@@ -28,6 +28,7 @@ from skyshield.disposal.blocks import KINDS, BlockError
 from skyshield.disposal.reports import ReportError
 from skyshield.disposal.review import ReviewError
 from skyshield.disposal.service import Disposal
+from skyshield.security.api import effective_tenant, may_see
 
 router = APIRouter(tags=["disposal"])
 _OPEN_LOCK = threading.Lock()
@@ -85,11 +86,13 @@ class SmsReportIn(BaseModel):
 
 
 @router.post("/v1/reports", status_code=201)
-async def post_report(body: ReportIn, disposal: DisposalDep) -> Response:
+async def post_report(body: ReportIn, disposal: DisposalDep, request: Request) -> Response:
+    tenant = effective_tenant(request, body.tenant)  # a tenant's key files reports for its own tenant only
+
     def run() -> dict:
         disposal.refresh()  # so the reported verdict already has its campaign
         return disposal.reports.submit(reporter=body.reporter, sender=body.sender, text=body.text, time=body.time,
-                                       tenant=body.tenant, verdict_id=body.verdict_id, message_id=body.message_id)
+                                       tenant=tenant, verdict_id=body.verdict_id, message_id=body.message_id)
     try:
         return json_response(await run_in_threadpool(run), 201)
     except ReportError as exc:
@@ -97,11 +100,13 @@ async def post_report(body: ReportIn, disposal: DisposalDep) -> Response:
 
 
 @router.post("/v1/reports:sms")
-async def post_sms_report(body: SmsReportIn, disposal: DisposalDep) -> Response:
+async def post_sms_report(body: SmsReportIn, disposal: DisposalDep, request: Request) -> Response:
+    tenant = effective_tenant(request, body.tenant)
+
     def run() -> dict:
         disposal.refresh()
         return disposal.reports.sms(reporter=body.sender, to=body.to, text=body.text, time=body.time,
-                                    tenant=body.tenant, numbers_7726=disposal.numbers_7726,
+                                    tenant=tenant, numbers_7726=disposal.numbers_7726,
                                     numbers_12321=disposal.numbers_12321).to_dict()
     try:
         return json_response(await run_in_threadpool(run))
@@ -259,10 +264,14 @@ async def regulator_report(
     tenant: Annotated[str, Query(min_length=1)],
     start: Annotated[datetime, Query(alias="from")],
     end: Annotated[datetime, Query(alias="to")],
+    request: Request,
     format: Literal["csv", "html", "json"] = "csv",
 ) -> Response:
     from skyshield.disposal import regulator
     from skyshield.disposal.schema import parse_time
+
+    if not may_see(request, tenant):
+        raise ApiError(404, "not_found", f"no report for tenant {tenant!r} under this key")
 
     try:
         report = regulator.build(disposal.db, tenant, parse_time(start), parse_time(end))

@@ -28,8 +28,21 @@ from skyshield.store import VerdictStore
 log = logging.getLogger("skyshield.security")
 
 _BEARER = {"WWW-Authenticate": "Bearer"}
-#: Route paths (as declared) that need the admin scope: they act on every tenant's traffic.
-ADMIN_ROUTES = {"/v1/numbers/{number}:block"}
+#: Route paths (as declared), or "METHOD path", that need the admin scope: they act on every tenant's traffic.
+ADMIN_ROUTES = {
+    "/v1/numbers/{number}:block",
+    # Operator work spans every tenant's traffic: blocks, appeal decisions, campaigns, the review queue and
+    # the list of all complaints are the carrier's, not a sender's. (A tenant may still appeal its block.)
+    "/v1/blocks",
+    "/v1/blocks/{block_id}",
+    "/v1/blocks/{block_id}:lift",
+    "/v1/appeals/{appeal_id}:decide",
+    "/v1/campaigns",
+    "/v1/campaigns/{campaign_id}",
+    "/v1/review",
+    "/v1/review/{item_id}:label",
+    "GET /v1/reports",  # listing every complaint; submitting one (POST) needs only ``check``
+}
 
 
 class TokenBucket:
@@ -94,8 +107,8 @@ OPEN = Principal(None)
 
 
 def _required_scope(request: Request) -> str:
-    route = request.scope.get("route")
-    if getattr(route, "path", None) in ADMIN_ROUTES:
+    path = getattr(request.scope.get("route"), "path", None)
+    if path in ADMIN_ROUTES or f"{request.method} {path}" in ADMIN_ROUTES:
         return "admin"
     return "read" if request.method in ("GET", "HEAD") else "check"
 
