@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from compliance_fakes import make_engine
+from compliance_helpers import make_engine
 from skyshield.compliance.campaign import COLUMNS, CampaignFileError, audit_campaign
 from skyshield.compliance.ledger import ConsentLedger
 from skyshield.compliance.optout import handle_reply
@@ -238,7 +238,8 @@ def test_live_engine_gives_the_same_blocks(ledger):
         detector.settle(BatchContext([s.message for s in chunk], [], [], extra), verdicts)
         live.update({s.row: v for s, v in zip(chunk, verdicts, strict=True)})
     for send in dry.sends:
-        assert live[send.row].action.value == send.action
+        verdict = live[send.row]
+        assert verdict.action.value == send.action, (send, verdict.category, [s.name for s in verdict.signals])
         assert {s.name for s in live[send.row].signals} & COMPLIANCE == expected[send.row]
     delivered = sum(1 for v in live.values() if v.action != Action.BLOCK)
     # every send that went out, and only those, is in the send log that caps and reply attribution read
@@ -468,13 +469,13 @@ def test_an_engine_without_a_database_leaves_no_files(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SKYSHIELD_DB", raising=False)
     monkeypatch.delenv("SKYSHIELD_KEY_FILE", raising=False)
-    from compliance_fakes import KeywordModel
+    from compliance_helpers import shipped_model
     from skyshield.compliance.detector import ComplianceDetector
     from skyshield.engine import Engine
     from skyshield.events import Message
     from skyshield.text.extract import analyse_batch
 
-    engine = Engine(POLICY, analyse_batch, KeywordModel(), [ComplianceDetector(POLICY)])
+    engine = Engine(POLICY, analyse_batch, shipped_model(), [ComplianceDetector(POLICY)])
     verdict = engine.check_one(Message("【京东】双11全场5折 回T退订", "1069", "13800138000",
                                        datetime(2026, 11, 25, 2, tzinfo=UTC)))
     assert "NO_CONSENT" in {s.name for s in verdict.signals}

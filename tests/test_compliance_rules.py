@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from compliance_fakes import make_engine
+from compliance_helpers import make_engine
 from skyshield.compliance.ledger import ConsentLedger
 from skyshield.compliance.quiet_hours import QuietHours, zones_for_number
 from skyshield.engine import BatchContext
@@ -180,7 +180,7 @@ def test_operator_policy_moves_the_window_and_the_caps(ledger):
     t = datetime(2026, 11, 23, 8, 30, tzinfo=UTC) - SH
     promo = engine.check_one(Message(PROMO, "1069", "13800138000", t))
     assert names(promo) == {"QUIET_HOURS"}  # 08:30 is now too early; no consent is allowed by this operator
-    codes = engine.check([Message(CODE.format(n), "95555", "13800138001", t) for n in range(3)])
+    codes = engine.check([Message(CODE.format(482910 + n), "95555", "13800138001", t) for n in range(3)])
     assert ["FREQUENCY_CAP" in names(v) for v in codes] == [False, False, True]
     for bad, match in (('allowed = "9-20"', "time window"), ('default_timezone = "Mars/Base"', "time zone")):
         with pytest.raises(PolicyError, match=match):

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from compliance_fakes import KeywordModel, make_engine
+from compliance_helpers import make_engine, shipped_model
 from skyshield.compliance.ledger import ConsentLedger
 from skyshield.compliance.templates import Auditor, TemplateRegistry, compile_template
 from skyshield.events import Message
@@ -14,7 +14,7 @@ from skyshield.policy import Policy
 from skyshield.text.extract import analyse_batch
 
 POLICY = Policy.load()
-AUDITOR = Auditor(POLICY, analyse_batch, KeywordModel())
+AUDITOR = Auditor(POLICY, analyse_batch, shipped_model())
 
 
 def audit(text, **kw):

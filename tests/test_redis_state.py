@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from compliance_fakes import make_engine
+from compliance_helpers import make_engine
 from service_helpers import require_redis
 from skyshield.compliance.caps import SlidingCounter, parse_rates
 from skyshield.compliance.ledger import ConsentLedger
@@ -184,3 +184,10 @@ def test_two_behaviour_services_sharing_redis_see_one_senders_fan_out(redis_url,
     fan_out = '[detectors.behaviour]\nfan_out = "30 / 1h"\n'
     assert fan_out_signals(_policy(redis_url, prefix, fan_out)) == 11, "messages 30..40 of the sender"
     assert fan_out_signals(Policy.from_text(fan_out)) == 0, "each worker alone sees only 20"
+
+
+def test_add_and_count_is_one_step_with_the_same_answer_in_process_and_in_redis(redis_url, prefix):
+    local, shared = SlidingCounter(), RedisWindowCounter.from_url(redis_url, prefix=prefix)
+    times = [1_763_900_000.0 + 10 * i for i in range(10)]
+    assert [local.add_and_count("s", t, 35) for t in times] == [shared.add_and_count("s", t, 35) for t in times]
+    assert shared.count("s", times[-1], 35) == 4
