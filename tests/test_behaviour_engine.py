@@ -14,7 +14,7 @@ from skyshield.behaviour.service import BehaviourService
 from skyshield.engine import Engine
 from skyshield.events import Action, Call, Category, Message
 from skyshield.policy import Policy
-from skyshield.text.analysis import Entities, Span, TextAnalysis, TextPrediction
+from skyshield.text.extract import analyse_batch
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -98,24 +98,16 @@ def test_call_outcome_updates_answer_rate(screener: CallScreener) -> None:
     assert f["answer_rate_1h"] == 1.0 and f["dur_p50_1h"] == 42.0
 
 
-class _Model:
-    version = "stub"
+@pytest.fixture(scope="module")
+def text_model():
+    from skyshield.text.classify import load_model
 
-    def predict(self, analyses):
-        return [TextPrediction("verification", None, {"verification": 1.0}, 0.0) for _ in analyses]
-
-
-def _analyse(texts):
-    out = []
-    for t in texts:
-        codes = [Span(0, 6, t[:6])] if t[:6].isdigit() else []
-        out.append(TextAnalysis(t, t, Entities(codes=codes)))
-    return out
+    return load_model(None)
 
 
-def test_message_detector_flags_sms_bombing(policy: Policy) -> None:
+def test_message_detector_flags_sms_bombing(policy: Policy, text_model) -> None:
     service = BehaviourService(policy, lists=ReputationLists())
-    engine = Engine(policy, _analyse, _Model(), [BehaviourDetector(policy, service)])
+    engine = Engine(policy, analyse_batch, text_model, [BehaviourDetector(policy, service)])
     msgs = [Message(f"{100000 + i} is your code", sender=f"10690{i:03d}", recipient="13800000077",
                     time=T0 + timedelta(seconds=20 * i)) for i in range(8)]
     msgs.append(Message("see you at 7", sender="13800000001", recipient="13800000002", time=T0))
@@ -126,13 +118,13 @@ def test_message_detector_flags_sms_bombing(policy: Policy) -> None:
     assert bomb.evidence["distinct_senders"] == 6 and verdicts[5].action == Action.HOLD
 
 
-def test_http_routes(policy: Policy, tmp_path: Path) -> None:
+def test_http_routes(policy: Policy, tmp_path: Path, text_model) -> None:
     from fastapi.testclient import TestClient
 
     from skyshield.api.app import create_app
     from skyshield.config import load_settings
 
-    engine = Engine(policy, _analyse, _Model(), [BehaviourDetector(policy)])
+    engine = Engine(policy, analyse_batch, text_model, [BehaviourDetector(policy)])
     settings = load_settings(f"sqlite:///{tmp_path / 'api.db'}", tmp_path / "k.key")
     with TestClient(create_app(policy, settings, engine=engine)) as client:
         calls = [{"caller": "17300000001", "callee": f"1380000{i:04d}",

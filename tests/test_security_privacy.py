@@ -142,10 +142,7 @@ def test_the_server_purges_old_text_when_it_starts(tmp_path):
     from fastapi.testclient import TestClient
 
     from skyshield.api.app import create_app
-    from skyshield.engine import Engine
-
-    class Model:
-        version = "stub"
+    from skyshield.assembly import build_engine
 
     settings = load_settings(f"sqlite:///{tmp_path / 'p.db'}")
     with open_store(settings) as s:
@@ -154,7 +151,7 @@ def test_the_server_purges_old_text_when_it_starts(tmp_path):
     conn.execute("UPDATE verdicts SET stored_at = '2020-01-01T00:00:00.000000+00:00' WHERE id = ?", (old_id,))
     conn.commit()
     policy = Policy.load()
-    with TestClient(create_app(policy, settings, engine=Engine(policy, lambda t: [], Model(), []))) as client:
+    with TestClient(create_app(policy, settings, engine=build_engine(policy, settings))) as client:
         store = client.app.state.skyshield.store
         deadline = time.monotonic() + 30
         while store.get(old_id).text is not None and time.monotonic() < deadline:

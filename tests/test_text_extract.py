@@ -240,3 +240,10 @@ def test_real_corpus_signatures_opt_outs_and_spans(data_dir) -> None:
     print(f"opt-out found in {share_opt:.1%} of {len(with_tuiding)} texts with 退订; signature in {share_sig:.1%} "
           f"of {len(signed)} 【…】 texts; link in {share_link:.1%} of {len(with_url)} texts with http")
     assert share_opt >= 0.97 and share_sig >= 0.97 and share_link >= 0.97
+
+
+def test_code_before_is_your_code_is_a_one_time_code():
+    texts = ["100004 is your code", "482913 is your Instagram code. Don't share it.", "your code is ready",
+             "The total is 120, your code 5"]
+    found = [[c.text for c in a.entities.codes] for a in analyse_batch(texts)]
+    assert found == [["100004"], ["482913"], [], []]

@@ -447,13 +447,22 @@ def _build_entities(original: str, norm: str, offsets: list[int] | None, matches
     return ent
 
 
+#: "<code> is your [brand ...] code" ending right before the keyword; bounded repeats, no backtracking blow-up.
+_IS_YOUR_CODE_RE = re.compile(r"(?<![\w-])([a-z0-9-]{4,10}) is your (?:[\w.-]{1,20} ){0,3}$")
+
+
 def _code_near(norm: str, ks: int, ke: int) -> tuple[int, int] | None:
     """A one-time code right after (or just before) a code keyword, as a normalised span."""
     keyword = norm[ks:ke]
     for m in _CODE_TOKEN_RE.finditer(norm, ke, min(len(norm), ke + 16)):
         if _looks_like_code(m.group()) and norm[m.end() : m.end() + 1] not in _DATE_AFTER:
             return m.start(), m.end()
-    if keyword in ("pin", "code", "otp"):  # too common a word to look backwards from
+    if keyword in ("pin", "code", "otp"):  # too common a word to look backwards from ...
+        # ... except in the standard "123456 is your (Instagram) code" form.
+        window_start = max(0, ks - 60)
+        m = _IS_YOUR_CODE_RE.search(norm, window_start, ks)
+        if m and _looks_like_code(m.group(1)):
+            return m.start(1), m.end(1)
         return None
     window_start = max(0, ks - 30)
     before = list(_CODE_TOKEN_RE.finditer(norm, window_start, ks))
