@@ -169,6 +169,8 @@ def component_rates(db_url: str | None, seconds: float = 2.0) -> list[tuple[str,
                 rate(lambda: local.check_and_add(("r", next(k) % 5000), 1e9, rates, "x")), "checks/s"))
     out.append(("cap check_and_add, Redis (one round trip each)",
                 rate(lambda: shared.check_and_add(("r", next(k) % 5000), 1e9, rates, "x")), "checks/s"))
+    out.append(("fan-out add_and_count, Redis (one round trip each)",
+                rate(lambda: shared.add_and_count(("s", next(k) % 5000), 1e9, 3600)), "counts/s"))
     many = [(("r", i), 1e9, rates, "x", True) for i in range(100)]
     out.append(("cap check_and_add_many, Redis, 100 per round trip",
                 rate(lambda: shared.check_and_add_many(many), 100), "checks/s"))

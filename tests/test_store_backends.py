@@ -7,6 +7,7 @@ PostgreSQL can be reached or started.
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -241,3 +242,24 @@ def test_odd_text_and_evidence_are_kept(store):
     ev = {s.name: s for s in got.verdict.signals}["ODD"].evidence
     assert ev["when"].startswith("2026-01-01") and ev["set"] == "{'a'}" and ev["nul"] == "a\x00b"
     assert got.text.startswith("emoji 😀 and a NUL ") and got.text.endswith(" here")
+
+
+def test_postgres_store_reconnects_after_the_server_drops_it(settings):
+    if not settings.db_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only: a SQLite file cannot drop its connection")
+    import psycopg
+
+    with open_store(settings) as store:
+        [first] = store.save([(_message(), _verdict())])
+        with psycopg.connect(settings.db_url, autocommit=True) as admin:
+            pid = store._conn.info.backend_pid
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            for _ in range(100):  # termination is asynchronous: wait until the server process is gone
+                if not admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone():
+                    break
+                time.sleep(0.05)
+        with pytest.raises(psycopg.OperationalError):
+            store.save([(_message("lost with the connection"), _verdict())])
+        [again] = store.save([(_message("after reconnecting"), _verdict())])
+        assert again > first and store.get(again).text == "after reconnecting"
+        assert store.counts().total == 2, "the batch that met the broken connection was not half-stored"

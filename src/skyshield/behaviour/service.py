@@ -95,8 +95,7 @@ class BehaviourService:
         if finding is not None:
             signals.append(Signal("SMS_BOMBING", 1.0, finding.evidence()))
         if self.shared_sent is not None:
-            self.shared_sent.add(sender, ts)
-            n = self.shared_sent.count(sender, ts, self.fan_out_window)
+            n = self.shared_sent.add_and_count(sender, ts, self.fan_out_window)
         else:
             n = _recent(st.sent, ts - self.fan_out_window, self.fan_out_max)
         if n >= self.fan_out_max:

@@ -85,6 +85,11 @@ class SlidingCounter:
         with self._lock:
             bisect.insort(self._events.setdefault(key, []), t)
 
+    def add_and_count(self, key: Hashable, t: float, window_s: float) -> int:
+        with self._lock:
+            bisect.insort(self._events.setdefault(key, []), t)
+            return self.count(key, t, window_s)
+
     def remove(self, key: Hashable, t: float) -> None:
         """Un-count one send (a reservation whose message was blocked)."""
         with self._lock:

@@ -39,6 +39,9 @@ class WindowCounter(Protocol):
 
     def add(self, key: Hashable, t: float) -> None: ...
 
+    def add_and_count(self, key: Hashable, t: float, window_s: float) -> int:
+        """Count one event, then return the events in ``(t - window_s, t]`` (a shared counter: one round trip)."""
+
     def remove(self, key: Hashable, t: float) -> None:
         """Un-count one event at exactly ``t`` (a reservation whose message was blocked)."""
 

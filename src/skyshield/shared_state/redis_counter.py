@@ -31,6 +31,14 @@ end
 return counts
 """
 
+# KEYS[1] the set; ARGV: t, member, trim bound, ttl seconds, window lower bound: add, then count the window.
+_ADD_AND_COUNT = """
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return redis.call('ZCOUNT', KEYS[1], ARGV[5], ARGV[1])
+"""
+
 # KEYS[1] the set; ARGV[1] the time: remove one member with exactly that score.
 _REMOVE_ONE = """
 local found = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[1], 'LIMIT', 0, 1)
@@ -59,6 +67,7 @@ class RedisWindowCounter:
         self.prefix = prefix
         self._check = client.register_script(_CHECK_AND_ADD)
         self._remove = client.register_script(_REMOVE_ONE)
+        self._add_count = client.register_script(_ADD_AND_COUNT)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "skyshield:caps:") -> RedisWindowCounter:
@@ -112,6 +121,12 @@ class RedisWindowCounter:
         pipe.zremrangebyscore(name, "-inf", f"({_num(t - self.ttl_s)}")
         pipe.expire(name, self.ttl_s)
         pipe.execute()
+
+    def add_and_count(self, key: Hashable, t: float, window_s: float) -> int:
+        """Count one event, then the events in ``(t - window_s, t]``: one round trip."""
+        args = [_num(t), f"{_num(t)}:{uuid.uuid4().hex}", f"({_num(t - self.ttl_s)}", self.ttl_s,
+                f"({_num(t - window_s)}"]
+        return int(self._add_count(keys=[self.redis_key(key)], args=args))
 
     def remove(self, key: Hashable, t: float) -> None:
         self._remove(keys=[self.redis_key(key)], args=[_num(t)])

@@ -161,9 +161,19 @@ class PostgresStore(VerdictStore):
         conn.execute("SET TIME ZONE 'UTC'")
         return conn
 
+    def _live(self) -> psycopg.Connection:
+        """The store's connection, opened again if the server dropped it (restart, failover); call under the lock.
+
+        The statement that met the broken connection has already failed (its batch is not stored); the next
+        one reconnects instead of failing until the process restarts.
+        """
+        if self._conn.broken:
+            self._conn = self.connect()
+        return self._conn
+
     def migrate(self) -> None:
         with self._lock:
-            conn = self._conn
+            conn = self._live()
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
                 conn.execute(
@@ -189,7 +199,7 @@ class PostgresStore(VerdictStore):
 
     def schema_versions(self) -> dict[str, int]:
         with self._lock:
-            rows = self._conn.execute("SELECT component, MAX(version) FROM schema_version GROUP BY component")
+            rows = self._live().execute("SELECT component, MAX(version) FROM schema_version GROUP BY component")
             return dict(rows.fetchall())
 
     # -- writing ----------------------------------------------------------------------------------
@@ -227,7 +237,7 @@ class PostgresStore(VerdictStore):
                 ]
             )
         ids: list[int] = [0] * len(rows)
-        with self._lock, self._conn.transaction():
+        with self._lock, self._live().transaction():
             conn = self._conn
             known: dict[tuple[str, str, str], int] = {}
             keys = sorted({(r[4], r[3], r[5]) for r in rows if r[5] is not None}) if idempotent else []
@@ -269,7 +279,7 @@ class PostgresStore(VerdictStore):
         if not keys:
             return {}
         with self._lock:
-            ids = _existing_ids(self._conn, [(channel, tenant, ext) for tenant, ext in keys])
+            ids = _existing_ids(self._live(), [(channel, tenant, ext) for tenant, ext in keys])
             if not ids:
                 return {}
             rows = self._conn.execute(f"SELECT {_COLUMNS} FROM verdicts WHERE id = ANY(%s)", (list(ids.values()),))
@@ -282,7 +292,7 @@ class PostgresStore(VerdictStore):
         if not -(2**63) <= verdict_id < 2**63:
             return None
         with self._lock:
-            row = self._conn.execute(f"SELECT {_COLUMNS} FROM verdicts WHERE id = %s", (verdict_id,)).fetchone()
+            row = self._live().execute(f"SELECT {_COLUMNS} FROM verdicts WHERE id = %s", (verdict_id,)).fetchone()
         return _row_to_stored(row) if row else None
 
     def search(
@@ -326,7 +336,7 @@ class PostgresStore(VerdictStore):
         sql += " ORDER BY id DESC LIMIT %s"
         args.append(max(0, int(limit)))
         with self._lock:
-            rows = self._conn.execute(sql, args).fetchall()
+            rows = self._live().execute(sql, args).fetchall()
         return [_row_to_stored(r) for r in rows]
 
     def counts(self, *, since: datetime | None = None, tenant: str | None = None) -> Counts:
@@ -341,7 +351,7 @@ class PostgresStore(VerdictStore):
         clause = (" WHERE " + " AND ".join(where)) if where else ""
         result = Counts()
         with self._lock:
-            rows = self._conn.execute(
+            rows = self._live().execute(
                 f"SELECT action, category, COUNT(*) FROM verdicts{clause} GROUP BY action, category", args
             ).fetchall()
         for action, category, n in rows:

@@ -62,47 +62,46 @@ _NOTIFICATION_WORDS = re.compile(
 )
 
 
-#: An explanation term must contain a letter, digit or CJK character (punctuation alone explains nothing).
-_MEANINGFUL = re.compile(r"[^\W_]")
 
 
-_BREAK = re.compile(r"[\W_]")
+_BREAK_PIECE = re.compile(r"[^\W_]+")  # a run of letters, digits or CJK characters
 _ASCII_WORD = re.compile(r"[a-z0-9]*")
 _ASCII_TAIL = re.compile(r"[a-z0-9]*$")
 _ASCII_PAIR = re.compile(r"[a-z0-9]{2}")  # a Latin word continues across this point
 
 
-def _phrases(text: str, spans: list[tuple[int, int, float]]) -> dict[str, float]:
-    """Turn scored n-gram spans into readable phrases: pieces are trimmed to word characters, Latin
-    pieces grow to whole words, and overlapping or touching pieces of one phrase merge
-    ("澳门" + "娱乐" + "城" -> "澳门娱乐城") up to _PHRASE_CHARS characters, never across punctuation."""
-    clean: list[tuple[int, int, float]] = []
-    for s0, e0, v in spans:
-        while s0 < e0 and _BREAK.match(text[s0]):
-            s0 += 1
-        while e0 > s0 and _BREAK.match(text[e0 - 1]):
-            e0 -= 1
-        if s0 == e0:
-            continue
-        # a Latin word cut by a char n-gram grows back to the whole word
-        if s0 > 0 and _ASCII_PAIR.match(text, s0 - 1):
-            s0 -= len(_ASCII_TAIL.search(text, max(0, s0 - 32), s0).group())
-        if _ASCII_PAIR.match(text, e0 - 1):
-            e0 = _ASCII_WORD.match(text, e0).end()
-        clean.append((s0, e0, v))
-    clean.sort()
-    terms: dict[str, float] = {}
+def _phrases(text: str, spans: list[tuple[int, int, float]], top: int) -> list[tuple[str, float]]:
+    """Turn scored n-gram spans into the ``top`` readable phrases, strongest first.
+
+    Overlapping or touching spans merge into one phrase ("澳门" + "娱乐" + "城" -> "澳门娱乐城") up to
+    _PHRASE_CHARS characters; a phrase is then cut at punctuation (its score shared by length) and a
+    Latin word cut by a char n-gram grows back to the whole word. Only integer work happens per span;
+    strings are made for the few merged phrases.
+    """
+    spans.sort()
+    merged: list[tuple[int, int, float]] = []
     cur_s, cur_e, cur_v = -1, -1, 0.0
-    for s0, e0, v in [*clean, (1 << 30, 1 << 30, 0.0)]:
-        if (s0 <= cur_e and max(cur_e, e0) - cur_s <= _PHRASE_CHARS
-                and not _BREAK.search(text, cur_s, max(cur_e, e0))):
+    for s0, e0, v in spans:
+        if s0 <= cur_e and max(cur_e, e0) - cur_s <= _PHRASE_CHARS:
             cur_e, cur_v = max(cur_e, e0), cur_v + v
             continue
         if cur_s >= 0:
-            gram = text[cur_s:cur_e]
-            terms[gram] = terms.get(gram, 0.0) + cur_v
+            merged.append((cur_s, cur_e, cur_v))
         cur_s, cur_e, cur_v = s0, e0, v
-    return terms
+    if cur_s >= 0:
+        merged.append((cur_s, cur_e, cur_v))
+    terms: dict[str, float] = {}
+    for s0, e0, v in merged:
+        for piece in _BREAK_PIECE.finditer(text, s0, e0):
+            a, b = piece.span()
+            share = v * (b - a) / (e0 - s0)
+            if a > 0 and _ASCII_PAIR.match(text, a - 1):
+                a -= len(_ASCII_TAIL.search(text, max(0, a - 32), a).group())
+            if _ASCII_PAIR.match(text, b - 1):
+                b = _ASCII_WORD.match(text, b).end()
+            gram = text[a:b]
+            terms[gram] = terms.get(gram, 0.0) + share
+    return sorted(terms.items(), key=lambda gv: -gv[1])[:top]
 
 
 def ham_kind(analysis: TextAnalysis) -> str:
@@ -311,9 +310,7 @@ class TextModel:
                     prev = np.flatnonzero(feats.word_starts[base:base + start] >= 0)
                     start = int(feats.word_starts[base + prev[-1]]) - base if len(prev) else start
                 spans.append((start, r + 1, v))
-            terms = _phrases(text, spans)
-            ranked = sorted(terms.items(), key=lambda gv: -gv[1])[:top]
-            out[m] = [(g, round(v, 3)) for g, v in ranked]
+            out[m] = [(g, round(v, 3)) for g, v in _phrases(text, spans, top)]
         return out
 
     # ------------------------------------------------------------------ persistence
