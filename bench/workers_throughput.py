@@ -45,8 +45,8 @@ def _free_port() -> int:
 
 def start_server(workdir: Path, workers: int, db_url: str, policy: Path) -> tuple[subprocess.Popen, str]:
     port = _free_port()
-    env = {**os.environ, "SKYSHIELD_DB": db_url, "SKYSHIELD_KEY_FILE": str(workdir / "bench.key"),
-           "SKYSHIELD_LOCAL_DB": f"sqlite:///{workdir / f'local-{workers}.db'}"}  # consent ledger, send log
+    # The consent ledger and send log live in the same database as the verdicts (PostgreSQL here).
+    env = {**os.environ, "SKYSHIELD_DB": db_url, "SKYSHIELD_KEY_FILE": str(workdir / "bench.key")}
     env.pop("SKYSHIELD_STATE", None)
     log = (workdir / f"server-{workers}.log").open("wb")
     cmd = [sys.executable, "-m", "skyshield.cli", "serve", "--port", str(port), "--no-access-log",
@@ -215,8 +215,6 @@ def main() -> None:
                     f'[state]\nurl = "{REDIS_URL}"\nkey_prefix = "{run_prefix}"\n'
                     f'[detectors.compliance.caps]\nverification = ["{CAP} / 1d"]\n'
                     '[detectors.compliance.platform_caps]\nverification = ["100000 / 1d"]\n'
-                    # the disposal area's tables (operator blocks) are SQLite-only so far
-                    + ("" if args.sqlite else "[detectors.blocklist]\nenabled = false\n")
                 )
                 if args.sqlite:
                     db_url = f"sqlite:///{workdir / f'records-{workers}.db'}"

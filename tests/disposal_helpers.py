@@ -6,6 +6,7 @@ import contextlib
 import socket
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -26,7 +27,8 @@ PERSONAL = {"text": "妈，我晚上七点到家，不用等我吃饭", "sender"
             "id": "personal-1"}
 
 
-def make_client(tmp_path, monkeypatch):
+def make_client(tmp_path, monkeypatch, db: str | None = None):
+    """An API client on a fresh database: ``tmp_path/disposal.db``, or ``db`` (a PostgreSQL URL)."""
     try:
         import skyshield.text.classify  # noqa: F401
     except ModuleNotFoundError as exc:  # pragma: no cover - the text area is part of the tree
@@ -36,10 +38,46 @@ def make_client(tmp_path, monkeypatch):
     from skyshield.api.app import create_app
     from skyshield.config import load_settings
 
-    db = f"sqlite:///{tmp_path / 'disposal.db'}"
+    db = db or f"sqlite:///{tmp_path / 'disposal.db'}"
     monkeypatch.setenv("SKYSHIELD_DB", db)
-    monkeypatch.delenv("SKYSHIELD_KEY_FILE", raising=False)
+    if db.startswith("sqlite:///"):
+        monkeypatch.delenv("SKYSHIELD_KEY_FILE", raising=False)
+    else:  # the key lives beside a SQLite file; with PostgreSQL it is a file of its own
+        monkeypatch.setenv("SKYSHIELD_KEY_FILE", str(tmp_path / "disposal.key"))
     return TestClient(create_app(None, load_settings(db)))
+
+
+@contextlib.contextmanager
+def database_url(backend: str, tmp_path) -> Iterator[str]:
+    """``sqlite:///tmp_path/disposal.db``, or a PostgreSQL schema of its own (skips when none is reachable)."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'disposal.db'}"
+        return
+    from service_helpers import postgres_schema
+
+    with postgres_schema() as url:
+        yield url
+
+
+def raw_connection(db: str):
+    """A plain autocommit connection to the test's database, to poke at tables as an attacker with access would."""
+    if db.startswith("sqlite:///"):
+        import sqlite3
+
+        return sqlite3.connect(db.removeprefix("sqlite:///"), isolation_level=None)
+    import psycopg
+
+    return psycopg.connect(db, autocommit=True)
+
+
+def database_errors() -> tuple[type[Exception], ...]:
+    import sqlite3
+
+    try:
+        import psycopg
+    except ModuleNotFoundError:  # pragma: no cover - psycopg is a dependency
+        return (sqlite3.DatabaseError,)
+    return (sqlite3.DatabaseError, psycopg.Error)
 
 
 def check(client, messages: list[dict]) -> list[dict]:

@@ -9,10 +9,11 @@ import numpy as np
 import polars as pl
 import pytest
 
+from skyshield.behaviour.definitions import FEATURES, PER_WINDOW
 from skyshield.behaviour.features import FEATURE_NAMES, batch_features, prepare_calls, to_seconds
 from skyshield.behaviour.records import read_calls
 from skyshield.behaviour.simulate import SimConfig, simulate, write
-from skyshield.behaviour.stream import StreamFeatures
+from skyshield.behaviour.stream import COMPUTED, StreamFeatures
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +53,24 @@ def test_batch_and_streaming_agree_on_simulator_output(city) -> None:
     y2 = np.array([stream.vector(n, t) for n in early["number"]])
     # the stream has moved past ``at`` and dropped nothing it needs (7 d window), so values must still agree
     assert np.allclose(early.select(FEATURE_NAMES).to_numpy(), y2, rtol=1e-9, atol=1e-9)
+
+
+def test_calls_alone_agree_with_the_stream_mid_way(city) -> None:
+    calls, _, _, _ = city
+    at = datetime(2026, 1, 5, 23, 59)
+    batch = batch_features(calls, None, at=at)
+    stream = _replay(calls, calls.clear().select("caller", "callee", pl.col("start").alias("time"))
+                     .rename({"caller": "sender", "callee": "recipient"}))
+    t = (at - datetime(1970, 1, 1)).total_seconds()
+    y = np.array([stream.vector(n, t) for n in batch["number"]])
+    assert batch.height > 1000 and batch["msgs_sent_7d"].sum() == 0
+    assert np.allclose(batch.select(FEATURE_NAMES).to_numpy(), y, rtol=1e-9, atol=1e-9)
+
+
+def test_every_engine_reads_the_one_feature_table() -> None:
+    assert PER_WINDOW == tuple(f.name for f in FEATURES)
+    assert set(COMPUTED) == set(PER_WINDOW), "the stream needs a formula for every feature of the table"
+    assert len(FEATURE_NAMES) == 3 * len(PER_WINDOW) + 1
 
 
 def test_feature_values_on_a_hand_made_example() -> None:

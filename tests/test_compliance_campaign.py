@@ -21,6 +21,19 @@ from skyshield.events import Action
 from skyshield.policy import Policy
 
 POLICY = Policy.load()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request, tmp_path, monkeypatch):
+    """A database URL for the CLI's ``--db``: a SQLite file, or a PostgreSQL schema of its own (with its key file)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'cli.db'}"
+        return
+    from service_helpers import postgres_schema
+
+    monkeypatch.setenv("SKYSHIELD_KEY_FILE", str(tmp_path / "cli.key"))
+    with postgres_schema() as url:
+        yield url
 COMPLIANCE = {"NO_CONSENT", "OPTED_OUT", "DND_LISTED", "QUIET_HOURS", "FREQUENCY_CAP"}
 JD = "【京东】尊敬的{name}，双11会员日全场5折起，详情 jd.com/s 回T退订"
 TB = "【淘宝】{name}您好，年货节优惠红包已到账，速来领取"  # no opt-out text: template needs fixing
@@ -246,10 +259,9 @@ def test_live_engine_gives_the_same_blocks(ledger):
     assert len(ledger.recent_sends(datetime(2026, 11, 20, tzinfo=UTC).timestamp())) == delivered
 
 
-def test_cli_audit_and_consent_commands(tmp_path, monkeypatch, capsys):
+def test_cli_audit_and_consent_commands(tmp_path, monkeypatch, capsys, db):
     from skyshield import cli
 
-    db = f"sqlite:///{tmp_path / 'cli.db'}"
     ledger = ConsentLedger.from_settings(load_settings(db))
     data, expected, bad_rows = build_campaign(ledger, n_cn=300)
     engine, _ = make_engine(POLICY, ledger)
@@ -413,10 +425,9 @@ def test_consent_ref_is_checked_against_the_ledger(ledger):
     assert "not a record id" in notes[2][0] and "not a consent record" in notes[3][0]
 
 
-def test_cli_template_add_registers_and_matching_uses_it(tmp_path, monkeypatch, capsys):
+def test_cli_template_add_registers_and_matching_uses_it(tmp_path, monkeypatch, capsys, db):
     from skyshield import cli
 
-    db = f"sqlite:///{tmp_path / 'tpl.db'}"
     ledger = ConsentLedger.from_settings(load_settings(db))
     engine, _ = make_engine(POLICY, ledger)
     monkeypatch.setattr("skyshield.assembly.build_engine", lambda policy=None: engine)

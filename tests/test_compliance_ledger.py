@@ -10,14 +10,20 @@ import time
 
 import pytest
 
+from compliance_helpers import open_ledger
 from skyshield.compliance.ledger import MIN_RETENTION_S, ConsentError, ConsentLedger
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger(request, tmp_path):
+    with open_ledger(request.param, tmp_path) as led:
+        yield led
+
+
 @pytest.fixture
-def ledger(tmp_path):
-    led = ConsentLedger(tmp_path / "c.db", b"k" * 32)
-    yield led
-    led.close()
+def sqlite_ledger(tmp_path):
+    with open_ledger("sqlite", tmp_path) as led:
+        yield led
 
 
 def test_opt_in_needs_its_evidence(ledger):
@@ -33,7 +39,8 @@ def test_opt_in_needs_its_evidence(ledger):
         ledger.record_opt_in("default", "京东", "13800138000", source="web", disclosure="x", time="yesterday")
 
 
-def test_numbers_are_stored_only_as_pseudonyms(tmp_path, ledger):
+def test_numbers_are_stored_only_as_pseudonyms(tmp_path, sqlite_ledger):
+    ledger = sqlite_ledger
     ledger.record_opt_in("default", "京东", "+86 138 0013 8000", source="web", disclosure="同意")
     ledger.add_dnd(["13900139000"])
     raw = (tmp_path / "c.db").read_bytes() + (tmp_path / "c.db-wal").read_bytes()
@@ -110,7 +117,7 @@ def test_purge_keeps_current_records_and_at_least_five_months(tmp_path, ledger):
     assert [r.status for r in remaining] == ["opt_out"]
 
 
-def test_wal_mode(tmp_path, ledger):
+def test_wal_mode(tmp_path, sqlite_ledger):
     conn = sqlite3.connect(tmp_path / "c.db")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from skyshield.compliance.ledger import ConsentError, ConsentLedger
+from compliance_helpers import open_ledger
+from skyshield.compliance.ledger import ConsentError
 from skyshield.compliance.optout import handle_reply, parse_reply
 from skyshield.policy import Policy
 
@@ -31,11 +32,10 @@ def test_replies_that_only_look_like_opt_outs_are_not(text):
     assert parsed.why
 
 
-@pytest.fixture
-def ledger(tmp_path):
-    led = ConsentLedger(tmp_path / "c.db", b"k" * 32)
-    yield led
-    led.close()
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger(request, tmp_path):
+    with open_ledger(request.param, tmp_path) as led:
+        yield led
 
 
 POLICY = Policy.load()

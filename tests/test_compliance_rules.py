@@ -6,8 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from compliance_helpers import make_engine
-from skyshield.compliance.ledger import ConsentLedger
+from compliance_helpers import make_engine, open_ledger
 from skyshield.compliance.quiet_hours import QuietHours, zones_for_number
 from skyshield.engine import BatchContext
 from skyshield.events import Action, Message
@@ -19,11 +18,10 @@ CODE = "【招商银行】您的验证码是{}，5分钟内有效。"
 SH = timedelta(hours=8)  # Asia/Shanghai has no DST
 
 
-@pytest.fixture
-def ledger(tmp_path):
-    led = ConsentLedger(tmp_path / "c.db", b"k" * 32)
-    yield led
-    led.close()
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger(request, tmp_path):
+    with open_ledger(request.param, tmp_path) as led:
+        yield led
 
 
 def names(verdict):

@@ -6,8 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from compliance_helpers import make_engine, shipped_model
-from skyshield.compliance.ledger import ConsentLedger
+from compliance_helpers import make_engine, open_ledger, shipped_model
 from skyshield.compliance.templates import Auditor, TemplateRegistry, compile_template
 from skyshield.events import Message
 from skyshield.policy import Policy
@@ -68,11 +67,10 @@ def test_compiled_template_matches_filled_variables_only():
     assert not rx.fullmatch("【招商银行】您的验证码是482913，张三请在五分钟内使用。")
 
 
-@pytest.fixture
-def ledger(tmp_path):
-    led = ConsentLedger(tmp_path / "c.db", b"k" * 32)
-    yield led
-    led.close()
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger(request, tmp_path):
+    with open_ledger(request.param, tmp_path) as led:
+        yield led
 
 
 def test_live_sends_are_matched_to_approved_templates(ledger):

@@ -3,16 +3,20 @@ engine, appeals with an append-only audit log, and the review queue — through 
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 
-from disposal_helpers import PERSONAL, check, make_client, wave
+from disposal_helpers import PERSONAL, check, database_errors, database_url, make_client, raw_connection, wave
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request, tmp_path):
+    with database_url(request.param, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture
-def client(tmp_path, monkeypatch):
-    with make_client(tmp_path, monkeypatch) as c:
+def client(tmp_path, monkeypatch, db):
+    with make_client(tmp_path, monkeypatch, db) as c:
         yield c
 
 
@@ -117,7 +121,7 @@ def test_a_campaign_block_stops_the_next_wave_with_new_numbers(client):
     assert [v["action"] for v in fresh] == ["block", "block", "block", "deliver"]
 
 
-def test_appeal_round_trip_is_recorded_in_an_append_only_log(client, tmp_path):
+def test_appeal_round_trip_is_recorded_in_an_append_only_log(client, db):
     block = client.post("/v1/blocks", json={"kind": "number", "value": "13911112222", "reason": "fraud reports",
                                             "decided_by": "alice"}).json()
     appeal = client.post(f"/v1/blocks/{block['id']}/appeals",
@@ -138,11 +142,12 @@ def test_appeal_round_trip_is_recorded_in_an_append_only_log(client, tmp_path):
     assert [a["actor"] for a in lifted["audit"]] == ["alice", "Zhang's shop", "bob", "Zhang's shop", "carol"]
     [v] = check(client, [PERSONAL | {"id": None}])
     assert v["action"] == "deliver"
-    conn = sqlite3.connect(tmp_path / "disposal.db")
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+    conn = raw_connection(db)
+    with pytest.raises(database_errors(), match="append-only"):
         conn.execute("UPDATE disposal_audit SET actor = 'mallory'")
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+    with pytest.raises(database_errors(), match="append-only"):
         conn.execute("DELETE FROM disposal_audit")
+    conn.close()
 
 
 def test_bad_blocks_are_refused(client):
@@ -162,10 +167,11 @@ def test_bad_blocks_are_refused(client):
     assert r.status_code == 422 and "no appeal 5" in r.json()["error"]["message"]
 
 
-def test_held_and_uncertain_verdicts_are_queued_and_labels_take_them_out(client, tmp_path):
+def test_held_and_uncertain_verdicts_are_queued_and_labels_take_them_out(client, db):
     check(client, [PERSONAL, *wave(2)])
-    with sqlite3.connect(tmp_path / "disposal.db") as conn:  # a hold the policy made (thresholds vary by model)
-        conn.execute("UPDATE verdicts SET action = 'hold' WHERE id = 2")
+    conn = raw_connection(db)  # a hold the policy made (thresholds vary by model)
+    conn.execute("UPDATE verdicts SET action = 'hold' WHERE id = 2")
+    conn.close()
     queue = client.get("/v1/review").json()
     assert [(i["verdict_id"], i["source"]) for i in queue["items"]] == [(2, "hold")]
     item = queue["items"][0]["id"]
@@ -176,3 +182,24 @@ def test_held_and_uncertain_verdicts_are_queued_and_labels_take_them_out(client,
     assert client.get("/v1/review").json()["items"] == []
     again = client.post(f"/v1/review/{item}:label", json={"label": "promotion", "reviewer": "rita"})
     assert again.status_code == 422 and "already labelled" in again.json()["error"]["message"]
+
+
+def test_console_pages_read_the_shared_tables(client):
+    """The operator console's pages (dashboard charts, search, campaigns, blocks, reports) on either database."""
+    from disposal_helpers import disposal_of
+    from skyshield.console.auth import Users
+
+    check(client, [*wave(4), PERSONAL])
+    client.post("/v1/blocks", json={"kind": "number", "value": "13911112222", "reason": "fraud reports",
+                                    "decided_by": "alice"})
+    Users(disposal_of(client.app).db).add("olga", "operator", "correct horse battery")
+    r = client.post("/console/login", data={"name": "olga", "password": "correct horse battery"},
+                    follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/console/"
+    dashboard = client.get("/console/")
+    assert dashboard.status_code == 200 and "<svg" in dashboard.text
+    for path in ("/console/search?q=额度", "/console/campaigns", "/console/blocks", "/console/blocks/1",
+                 "/console/reports", "/console/review"):
+        page = client.get(path)
+        assert page.status_code == 200, (path, page.text[:300])
+    assert "139****2222" in client.get("/console/blocks").text

@@ -8,12 +8,18 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from disposal_helpers import PERSONAL, check, make_client, wave
+from disposal_helpers import PERSONAL, check, database_url, make_client, wave
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request, tmp_path):
+    with database_url(request.param, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture
-def client(tmp_path, monkeypatch):
-    with make_client(tmp_path, monkeypatch) as c:
+def client(tmp_path, monkeypatch, db):
+    with make_client(tmp_path, monkeypatch, db) as c:
         yield c
 
 
@@ -27,7 +33,7 @@ def _rows(text: str) -> dict[str, dict[str, str]]:
     return {r["signature"]: r for r in csv.DictReader(io.StringIO(text))}
 
 
-def test_the_report_counts_volumes_blocks_complaints_and_opt_outs_per_signature(client, tmp_path):
+def test_the_report_counts_volumes_blocks_complaints_and_opt_outs_per_signature(client, db):
     from skyshield.compliance.ledger import ConsentLedger
     from skyshield.config import load_settings
     from skyshield.events import Action, Category, Message, Verdict
@@ -38,7 +44,7 @@ def test_the_report_counts_volumes_blocks_complaints_and_opt_outs_per_signature(
     check(client, [*acme, notice, PERSONAL])  # PERSONAL is the default tenant's: not in acme's report
     client.post("/v1/reports", json={"reporter": "13800000009", "sender": "17000000001", "text": acme[1]["text"],
                                      "tenant": "acme"})
-    settings = load_settings(f"sqlite:///{tmp_path / 'disposal.db'}")
+    settings = load_settings(db)
     ledger = ConsentLedger.from_settings(settings)
     now = datetime.now(UTC)
     ledger.record_opt_out("acme", "顺丰", "13800000002", time=now - timedelta(minutes=5))
@@ -74,12 +80,11 @@ def test_an_empty_or_backwards_period_is_refused(client):
     assert r.status_code == 422
 
 
-def test_cli_report_campaigns_and_blocks(tmp_path, monkeypatch, capsys):
+def test_cli_report_campaigns_and_blocks(tmp_path, monkeypatch, capsys, db):
     from skyshield.cli import main
 
-    with make_client(tmp_path, monkeypatch) as client:
+    with make_client(tmp_path, monkeypatch, db) as client:
         check(client, [m | {"tenant": "acme"} for m in wave(5)])
-    db = f"sqlite:///{tmp_path / 'disposal.db'}"
     assert main(["campaigns", "--db", db]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[1].split()[:3] == ["1", "5", "5"]

@@ -1,6 +1,6 @@
-"""The behaviour features from one shared definition: compiled to Polars and to Spark, both equal to
-``behaviour.features.batch_features`` on the same simulated records. The Spark test skips with a message
-when pyspark (the optional extra ``spark``) or Java is missing."""
+"""The behaviour features from one shared definition (``behaviour.definitions``): compiled to Spark, equal to
+the Polars compilation ``behaviour.features.batch_features`` on the same simulated records. The Spark test
+skips with a message when pyspark (the optional extra ``spark``) or Java is missing."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from skyshield.behaviour.features import FEATURE_NAMES, PER_WINDOW, batch_features
+from skyshield.behaviour import definitions
+from skyshield.behaviour.features import FEATURE_NAMES, batch_features
 from skyshield.behaviour.simulate import SimConfig, simulate, write
 from skyshield.cli import main
-from skyshield.spark.definitions import FEATURES, polars_features
+from skyshield.spark import definitions as spark_definitions
 
 
 @pytest.fixture(scope="module")
@@ -31,18 +32,9 @@ def _assert_same(expected: pl.DataFrame, got: pl.DataFrame) -> None:
         assert bad.size == 0, f"{name}: {bad.size} numbers differ, e.g. {a[bad[:3]]} vs {b[bad[:3]]}"
 
 
-def test_the_definition_table_covers_every_feature():
-    assert tuple(f.name for f in FEATURES) == PER_WINDOW
-
-
-def test_polars_from_the_shared_definition_equals_the_behaviour_features(city):
-    calls, messages, _, _ = city
-    expected = batch_features(calls, messages)
-    assert expected.height > 500 and expected["out_calls_7d"].sum() > 0
-    _assert_same(expected, polars_features(calls, messages))
-    # without messages, and at an earlier reference time, they still agree
-    at = calls["start"].max() - (calls["start"].max() - calls["start"].min()) / 2
-    _assert_same(batch_features(calls, None, at=at), polars_features(calls, None, at=at))
+def test_spark_compiles_the_one_behaviour_table_not_a_copy():
+    assert spark_definitions.FEATURES is definitions.FEATURES
+    assert spark_definitions.WINDOWS is definitions.WINDOWS and spark_definitions.FEATURE_NAMES is FEATURE_NAMES
 
 
 @pytest.mark.skipif(importlib.util.find_spec("pyspark") is None,

@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence: say what, not a traceback
         from skyshield.policy import PolicyError
 
-        if isinstance(exc, (PolicyError, FileNotFoundError, ValueError)):
+        if isinstance(exc, (PolicyError, FileNotFoundError, ValueError, ConnectionError)):  # ConnectionError: a
+            # database URL that cannot be reached (PostgresStore names it, without the password)
             print(f"skyshield: error: {exc}", file=sys.stderr)
             return 2
         raise

@@ -209,7 +209,7 @@ def _batches(lines: Iterator[InputLine], size: int) -> Iterator[list[InputLine]]
 
 
 def classify_command(args: argparse.Namespace) -> int:
-    from skyshield.assembly import build_engine
+    from skyshield.assembly import build_engine, tune_gc_for_serving
     from skyshield.events import Channel, Message
     from skyshield.explain import dumps, verdict_summary
     from skyshield.metrics import record_batch, record_error
@@ -234,6 +234,7 @@ def classify_command(args: argparse.Namespace) -> int:
 
         store = open_store_for(policy, settings)  # before the engine: its detectors may use the same database
     engine = build_engine(policy)
+    tune_gc_for_serving()
     out: IO[bytes] = open(args.out, "ab" if resume_after else "wb") if args.out else sys.stdout.buffer  # noqa: SIM115
     started = time.perf_counter()
     done = failed = 0
@@ -387,6 +388,9 @@ def serve_command(args: argparse.Namespace) -> int:
         uvicorn.run(APP_FACTORY, factory=True, workers=args.workers, host=args.host, port=args.port,
                     log_level=args.log_level, access_log=not args.no_access_log)
         return 0
+    from skyshield.assembly import tune_gc_for_serving
+
+    tune_gc_for_serving()
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=not args.no_access_log)
     return 0
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class Settings:
-    #: ``sqlite:///path/to/file.db`` (default) or, later, ``postgresql://...``.
+    #: ``sqlite:///path/to/file.db`` (default) or ``postgresql://user@host:port/db``.
     db_url: str = "sqlite:///skyshield.db"
     #: File holding the HMAC key that pseudonymises phone numbers at rest.
     key_file: Path = Path("skyshield.key")
@@ -29,16 +29,10 @@ class Settings:
 
     @property
     def sqlite_path(self) -> Path:
+        # Every table (verdicts, consent ledger, disposal, lists, keys, audit) lives in the one database the URL
+        # names; with PostgreSQL there is no SQLite file at all.
         if not self.db_url.startswith("sqlite:///"):
-            # With PostgreSQL records, the tables that are SQLite-only so far (consent ledger, reputation lists)
-            # live in this file (one per host; SQLite in WAL mode is safe for several worker processes).
-            local = os.environ.get("SKYSHIELD_LOCAL_DB", "")
-            if local.startswith("sqlite:///"):
-                return Path(local.removeprefix("sqlite:///"))
-            raise ValueError(
-                f"not a SQLite URL: {self.db_url} (write sqlite:///path/to/file.db; with a PostgreSQL database "
-                "set SKYSHIELD_LOCAL_DB=sqlite:///path/to/local.db for the consent ledger and reputation lists)"
-            )
+            raise ValueError(f"not a SQLite URL: {self.db_url} (write sqlite:///path/to/file.db)")
         return Path(self.db_url.removeprefix("sqlite:///"))
 
     def hmac_key(self) -> bytes:

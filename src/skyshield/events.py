@@ -54,7 +54,11 @@ class Action(StrEnum):
 
     @property
     def severity(self) -> int:
-        return list(Action).index(self)
+        return _SEVERITY[self]
+
+
+#: Action -> its rank, mildest 0 (``Action.severity`` is on every verdict's path: a dict, not a list scan).
+_SEVERITY: dict[Action, int] = {a: i for i, a in enumerate(Action)}
 
 
 class Channel(StrEnum):

@@ -153,6 +153,16 @@ class Policy:
     def weight(self, signal_name: str) -> float:
         return float(self.data["signals"].get(signal_name, 0.0))
 
+    def _ladder(self) -> list[tuple[float, Action]]:
+        """``[actions]`` thresholds, most severe action first; sorted once, again only if the table changed."""
+        actions = self.data["actions"]
+        key = tuple(actions.items())
+        cached = self.__dict__.get("_ladder_cache")
+        if cached is None or cached[0] != key:
+            ladder = sorted(((float(t), Action(n)) for n, t in key), key=lambda ta: -ta[1].severity)
+            cached = self.__dict__["_ladder_cache"] = (key, ladder)
+        return cached[1]
+
     def decide(
         self,
         category: Category,
@@ -164,14 +174,15 @@ class Policy:
     ) -> Verdict:
         """Signals and the category become one verdict: points, total score, action."""
         total = 0.0
+        weights = self.data["signals"]
         for signal in signals:
-            signal.points = round(self.weight(signal.name) * signal.score, 3)
+            signal.points = round(float(weights.get(signal.name, 0.0)) * signal.score, 3)
             total += signal.points
         action = Action.DELIVER
         # Thresholds: the most severe action whose threshold the score reaches.
-        for name, threshold in sorted(self.data["actions"].items(), key=lambda kv: -Action(kv[0]).severity):
+        for threshold, name in self._ladder():
             if total >= threshold:
-                action = Action(name)
+                action = name
                 break
         floor = self.data["categories"].get(category.value)
         if floor and Action(floor).severity > action.severity:

@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q = lsub.add_parser("import", help="import a file of reported numbers under a source name")
     q.add_argument("file")
     q.add_argument("--source", required=True, help="list name shown in REPUTATION_LISTED evidence, e.g. ftc-dnc")
-    q.add_argument("--db", help="SQLite file (default: SKYSHIELD_DB / skyshield.db)")
+    q.add_argument("--db", help="SQLite file or postgresql:// URL (default: SKYSHIELD_DB / skyshield.db)")
     q.set_defaults(handler=_lists_import)
 
     p = sub.add_parser("profile", help="a number's behaviour profile from call/message records")

@@ -31,14 +31,20 @@ class BehaviourDetector:
         self.service = service or shared_service(policy)
 
     def detect(self, ctx: BatchContext) -> list[list[Signal]]:
-        out: list[list[Signal]] = []
         svc = self.service
+        out: list[list[Signal]] = [[] for _ in ctx.messages]
+        senders = [i for i, msg in enumerate(ctx.messages) if msg.sender]
+        # one fingerprint per distinct analysed text (bulk sends repeat a text; the analyses are shared)
+        fingerprints: dict[int, str] = {}
+        rows = []
+        for i in senders:
+            msg, analysis = ctx.messages[i], ctx.analyses[i]
+            fp = fingerprints.get(id(analysis))
+            if fp is None:
+                fp = fingerprints[id(analysis)] = template_fingerprint(analysis.normalised)
+            rows.append((msg.sender, msg.recipient, epoch(msg.time, svc.timezone), bool(analysis.entities.codes), fp))
         with svc.lock:
-            for msg, analysis in zip(ctx.messages, ctx.analyses, strict=False):
-                if not msg.sender:
-                    out.append([])
-                    continue
-                is_code = bool(analysis.entities.codes)
-                out.append(svc.observe_message(msg.sender, msg.recipient, epoch(msg.time, svc.timezone), is_code,
-                                               template_fingerprint(analysis.normalised)))
+            found = svc.observe_messages(rows)
+        for i, signals in zip(senders, found, strict=True):
+            out[i] = signals
         return out

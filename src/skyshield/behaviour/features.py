@@ -1,27 +1,9 @@
-"""Per-number behaviour features over sliding windows: ONE definition for batch and streaming.
+"""Batch behaviour features: the table in :mod:`skyshield.behaviour.definitions` compiled to Polars.
 
-For a number ``x`` at reference time ``T`` and each window ``w`` (1 h, 24 h, 7 d) the features read the
-events with ``T - w < t <= T``:
-
-==================== =====================================================================================
-out_calls_w          calls made by ``x``
-in_calls_w           calls received by ``x``
-distinct_callees_w   different numbers ``x`` called
-answer_rate_w        answered / made (0 with no calls)
-dur_p50_w, dur_p90_w duration percentiles (linear interpolation) of ``x``'s answered calls (0 if none)
-out_in_ratio_w       out_calls / (in_calls + 1)
-night_share_w        share of made calls starting 00:00-05:59 (record clock)
-new_callee_share_w   share of made calls that were ``x``'s first ever call to that callee
-gap_cv_w             regularity: std / mean of the gaps between consecutive made calls (0 with < 2 gaps);
-                     dialers are regular (low), people are bursty (high)
-distinct_cells_w     different cells ``x`` called from (SIM-boxes never move)
-msgs_sent_w          messages sent by ``x``
-maturity_days        days since the number was activated (or first seen, without an activation table)
-==================== =====================================================================================
-
-:func:`batch_features` computes them with Polars (lazy) for every number at once; ``stream.StreamFeatures``
-keeps per-number state updated per event and computes the same names with the same formulas; a test checks
-the two agree on simulator output.
+:func:`batch_features` computes every feature of every number at once (Polars lazy). The names, windows and
+formulas live in ``definitions`` (see its table); this module only turns each :class:`WindowFeature` into
+Polars expressions. ``stream.StreamFeatures`` computes the same table incrementally and ``spark.job`` compiles
+it to Spark; tests check all three agree on simulator output.
 """
 
 from __future__ import annotations
@@ -30,12 +12,29 @@ from datetime import datetime
 
 import polars as pl
 
-WINDOWS: dict[str, int] = {"1h": 3600, "24h": 86_400, "7d": 7 * 86_400}
-NIGHT_END_HOUR = 6
-PER_WINDOW = ("out_calls", "in_calls", "distinct_callees", "answer_rate", "dur_p50", "dur_p90", "out_in_ratio",
-              "night_share", "new_callee_share", "gap_cv", "distinct_cells", "msgs_sent")
-FEATURE_NAMES: list[str] = [f"{f}_{w}" for w in WINDOWS for f in PER_WINDOW] + ["maturity_days"]
-HISTORY = max(WINDOWS.values())
+from skyshield.behaviour.definitions import (
+    FEATURE_NAMES,
+    FEATURES,
+    GAP_FROM,
+    HISTORY,
+    MADE,
+    NIGHT_END_HOUR,
+    PER_WINDOW,
+    RECEIVED,
+    SENT,
+    SIDE_KEY,
+    WINDOWS,
+    WindowFeature,
+    window_bounds,
+)
+
+# Re-exported: older code imports the constants from here.
+__all__ = ["FEATURE_NAMES", "HISTORY", "NIGHT_END_HOUR", "PER_WINDOW", "WINDOWS", "batch_features", "prepare_calls",
+           "to_seconds"]
+
+#: 64-bit hashes of the number columns: group-bys and joins on integers are several times faster than on
+#: strings (two numbers sharing a hash, odds ~n²/2⁶⁴, would merge; the stream keeps exact strings).
+_HASHED = {"caller": "_ch", "callee": "_eh", "sender": "_sh"}
 
 
 def to_seconds(col: str) -> pl.Expr:
@@ -43,87 +42,106 @@ def to_seconds(col: str) -> pl.Expr:
 
 
 def prepare_calls(calls: pl.LazyFrame | pl.DataFrame) -> pl.LazyFrame:
-    """Calls sorted by time with the per-event facts both paths share: ``ts``, ``night``, ``is_new``."""
+    """Calls sorted by time with the per-event facts of the definitions: ``ts``, ``night``, ``is_new``."""
     lf = calls.lazy() if isinstance(calls, pl.DataFrame) else calls
     return (
         lf.sort("start", maintain_order=True)
         .with_columns(
             to_seconds("start").alias("ts"),
             (pl.col("start").dt.hour() < NIGHT_END_HOUR).alias("night"),
-            # 64-bit hashes of the numbers: group-bys on integers are several times faster than on strings
-            # (two numbers sharing a hash, odds ~n²/2⁶⁴, would merge; the stream keeps exact strings)
-            pl.col("caller").hash().alias("_ch"),
-            pl.col("callee").hash().alias("_eh"),
+            pl.col("caller").hash().alias(_HASHED["caller"]),
+            pl.col("callee").hash().alias(_HASHED["callee"]),
         )
         .with_columns((pl.col("_ch") ^ (pl.col("_eh") * 0x9E3779B97F4A7C15)).is_first_distinct().alias("is_new"))
     )
 
 
+class _SideQuery:
+    """The Polars query of one side (made / received / sent). Every per-window quantity first becomes an
+    ordinary column (a flag, or a value that is null outside the window) so the group-by runs only Polars'
+    native aggregations; ``finish`` turns helper aggregates into features after the group-by."""
+
+    def __init__(self) -> None:
+        self.cols: dict[str, pl.Expr] = {}
+        self.aggs: list[pl.Expr] = []
+        self.finish: list[pl.Expr] = []
+        self.helpers: list[str] = []
+        self.distinct: list[WindowFeature] = []
+
+    def add(self, f: WindowFeature, window: str, lo: float) -> None:
+        name = f"{f.name}_{window}"
+        inw = pl.col("ts") > lo
+        self.cols.setdefault(f"_in_{window}", inw)
+        n = pl.col(f"_in_{window}").sum().cast(pl.Float64)
+        if f.agg == "count":
+            self.aggs.append(n.alias(name))
+        elif f.agg == "share":
+            self.cols.setdefault(f"_{f.of}_{window}", inw & pl.col(f.of))
+            self.aggs.append((pl.col(f"_{f.of}_{window}").sum() / pl.max_horizontal(n, pl.lit(1.0))).alias(name))
+        elif f.agg == "quantile":
+            col = f"_{f.of}_{f.when}_{window}"
+            keep = inw & pl.col(f.when) if f.when else inw
+            self.cols.setdefault(col, pl.when(keep).then(pl.col(f.of)))
+            self.aggs.append(pl.col(col).quantile(f.q, "linear").alias(name))
+        elif f.agg == "cv":
+            col = f"_{f.of}_{window}"
+            self.cols.setdefault(col, pl.when(pl.col(GAP_FROM) > lo).then(pl.col(f.of)))
+            mean, std, k = (f"_{name}_{s}" for s in ("mean", "std", "n"))
+            self.aggs += [pl.col(col).mean().alias(mean), pl.col(col).std(ddof=0).alias(std),
+                          pl.col(col).count().alias(k)]
+            self.finish.append(pl.when((pl.col(k) >= 2) & (pl.col(mean) > 0)).then(pl.col(std) / pl.col(mean))
+                               .otherwise(0.0).alias(name))
+            self.helpers += [mean, std, k]
+        elif f.agg == "distinct":
+            if f not in self.distinct:
+                self.distinct.append(f)
+        else:
+            raise ValueError(f"unknown aggregate {f.agg!r} for {f.name}")
+
+    def run(self, frame: pl.LazyFrame, key: str, lows: dict[str, float]) -> pl.LazyFrame:
+        """One row per number of ``frame[key]``: ``_k`` (its hash), ``number`` and this side's features."""
+        k = _HASHED[key]
+        table = (
+            frame.with_columns(**self.cols).group_by(k).agg(pl.col(key).first().alias("number"), *self.aggs)
+            .with_columns(*self.finish).drop(self.helpers)
+        )
+        for f in self.distinct:
+            # distinct values in a window = values whose latest event falls inside it: one small group-by per
+            # feature instead of a distinct aggregate per window
+            of = _HASHED.get(f.of, f.of)
+            latest = frame.filter(pl.col(of).is_not_null()).group_by(k, of).agg(pl.col("ts").max().alias("_last"))
+            counts = latest.group_by(k).agg(*[(pl.col("_last") > lo).sum().cast(pl.Float64).alias(f"{f.name}_{w}")
+                                              for w, lo in lows.items()])
+            table = table.join(counts, on=k, how="left")
+        return table.rename({k: "_k"})
+
+
 def _window_features(calls: pl.LazyFrame, messages: pl.LazyFrame, t_end: float) -> pl.LazyFrame:
-    """All windows in one pass per side. Every per-window quantity is first an ordinary column (a flag, or a
-    value that is null outside the window) so the group-by only runs Polars' native aggregations."""
-    lo = {name: t_end - seconds for name, seconds in WINDOWS.items()}
+    """All features of :data:`FEATURES` (every window in one pass per side), keyed by ``_k`` and ``number``."""
+    lows = window_bounds(t_end)
     win = calls.filter(pl.col("ts") > t_end - HISTORY)
     # the caller's previous call (rows are in time order; a window function is far cheaper than a sort)
-    win = win.with_columns(pl.col("ts").shift().over("_ch").alias("_prev"))
-    prev = pl.col("_prev")
-    cols: list[pl.Expr] = []
-    aggs: list[pl.Expr] = []
-    finish: list[pl.Expr] = []
-    for name in WINDOWS:
-        inw = pl.col("ts") > lo[name]
-        cols += [
-            inw.alias(f"_in_{name}"),
-            (inw & pl.col("answered")).alias(f"_ans_{name}"),
-            (inw & pl.col("night")).alias(f"_night_{name}"),
-            (inw & pl.col("is_new")).alias(f"_new_{name}"),
-            pl.when(inw & pl.col("answered")).then(pl.col("duration")).alias(f"_dur_{name}"),
-            pl.when(prev > lo[name]).then(pl.col("ts") - prev).alias(f"_gap_{name}"),
-        ]
-        n = pl.col(f"_in_{name}").sum().cast(pl.Float64)
-        safe_n = pl.max_horizontal(n, pl.lit(1.0))
-        gap = pl.col(f"_gap_{name}")
-        aggs += [
-            n.alias(f"out_calls_{name}"),
-            (pl.col(f"_ans_{name}").sum() / safe_n).alias(f"answer_rate_{name}"),
-            (pl.col(f"_night_{name}").sum() / safe_n).alias(f"night_share_{name}"),
-            (pl.col(f"_new_{name}").sum() / safe_n).alias(f"new_callee_share_{name}"),
-            pl.col(f"_dur_{name}").quantile(0.5, "linear").alias(f"dur_p50_{name}"),
-            pl.col(f"_dur_{name}").quantile(0.9, "linear").alias(f"dur_p90_{name}"),
-            gap.mean().alias(f"_gm_{name}"),
-            gap.std(ddof=0).alias(f"_gs_{name}"),
-            gap.count().alias(f"_gn_{name}"),
-        ]
-        gm, gs = pl.col(f"_gm_{name}"), pl.col(f"_gs_{name}")
-        finish.append(pl.when((pl.col(f"_gn_{name}") >= 2) & (gm > 0)).then(gs / gm).otherwise(0.0)
-                      .alias(f"gap_cv_{name}"))
-    made = (
-        win.with_columns(*cols).group_by("_ch").agg(pl.col("caller").first(), *aggs).drop("_ch")
-        .with_columns(*finish).drop([f"_{k}_{name}" for name in WINDOWS for k in ("gm", "gs", "gn")])
-    )
-    # distinct callees / cells in a window: pairs whose latest call falls inside it
-    pairs = win.group_by("_ch", "_eh").agg(pl.col("ts").max().alias("last")).group_by("_ch").agg(
-        *[(pl.col("last") > lo[name]).sum().cast(pl.Float64).alias(f"distinct_callees_{name}") for name in WINDOWS])
-    cells = (
-        win.filter(pl.col("cell").is_not_null()).group_by("_ch", "cell").agg(pl.col("ts").max().alias("last"))
-        .group_by("_ch").agg(*[(pl.col("last") > lo[name]).sum().cast(pl.Float64)
-                               .alias(f"distinct_cells_{name}") for name in WINDOWS])
-    )
-    made = made.with_columns(pl.col("caller").hash().alias("_ch"))
-    received = win.group_by("_eh").agg(pl.col("callee").first(), *[
-        (pl.col("ts") > lo[name]).sum().cast(pl.Float64).alias(f"in_calls_{name}") for name in WINDOWS]).drop("_eh")
-    sent = messages.filter(pl.col("ts") > t_end - HISTORY).group_by("sender").agg(
-        *[(pl.col("ts") > lo[name]).sum().cast(pl.Float64).alias(f"msgs_sent_{name}") for name in WINDOWS])
-    joined = (
-        made.join(pairs, on="_ch", how="left").join(cells, on="_ch", how="left").drop("_ch")
-        .rename({"caller": "number"})
-        .join(received.rename({"callee": "number"}), on="number", how="full", coalesce=True)
-        .join(sent.rename({"sender": "number"}), on="number", how="full", coalesce=True)
-        .with_columns(pl.exclude("number").fill_null(0.0))
-    )
-    return joined.with_columns(
-        *[(pl.col(f"out_calls_{name}") / (pl.col(f"in_calls_{name}") + 1.0)).alias(f"out_in_ratio_{name}")
-          for name in WINDOWS])
+    win = win.with_columns(pl.col("ts").shift().over("_ch").alias(GAP_FROM))
+    win = win.with_columns((pl.col("ts") - pl.col(GAP_FROM)).alias("gap"))
+    sent = messages.filter(pl.col("ts") > t_end - HISTORY).with_columns(pl.col("sender").hash().alias("_sh"))
+    frames = {MADE: win, RECEIVED: win, SENT: sent}
+    out: pl.LazyFrame | None = None
+    for side, frame in frames.items():
+        query = _SideQuery()
+        for w, lo in lows.items():
+            for f in FEATURES:
+                if f.side == side:
+                    query.add(f, w, lo)
+        table = query.run(frame, SIDE_KEY[side], lows)
+        if out is None:
+            out = table
+        else:
+            out = (out.join(table, on="_k", how="full", coalesce=True)
+                   .with_columns(pl.coalesce("number", "number_right").alias("number")).drop("number_right"))
+    assert out is not None
+    ratios = [(pl.col(f"{f.of}_{w}") / (pl.col(f"{f.denominator}_{w}") + 1.0)).alias(f"{f.name}_{w}")
+              for w in WINDOWS for f in FEATURES if f.agg == "ratio"]
+    return out.with_columns(pl.exclude("number", "_k").fill_null(0.0)).with_columns(ratios)
 
 
 def batch_features(
@@ -134,8 +152,9 @@ def batch_features(
 ) -> pl.DataFrame:
     """Features of every number active in the last 7 days before ``at`` (default: the last event).
 
-    ``activation`` (columns ``number``, ``activated``) gives number ages; without it a number's age counts
-    from its first appearance in ``calls``/``messages``.
+    Returns ``number`` + :data:`FEATURE_NAMES`, sorted by number. ``activation`` (columns ``number``,
+    ``activated``) gives number ages; without it a number's age counts from its first appearance in
+    ``calls``/``messages``.
     """
     c = prepare_calls(calls)
     m_lf = (messages.lazy() if isinstance(messages, pl.DataFrame) else messages) if messages is not None else None
@@ -151,14 +170,14 @@ def batch_features(
     m = m.filter(pl.col("ts") <= t_end)
     result = _window_features(c, m, t_end)
     if activation is not None:
-        act = activation.lazy().select(pl.col("number").hash().alias("_h"), to_seconds("activated").alias("first"))
+        act = activation.lazy().select(pl.col("number").hash().alias("_k"), to_seconds("activated").alias("first"))
     else:  # first appearance anywhere, grouped on the numbers' hashes (cheaper than on strings)
         act = pl.concat([
-            c.select(pl.col("_ch").alias("_h"), "ts"), c.select(pl.col("_eh").alias("_h"), "ts"),
-            m.select(pl.col("sender").hash().alias("_h"), "ts"), m.select(pl.col("recipient").hash().alias("_h"), "ts"),
-        ]).group_by("_h").agg(pl.col("ts").min().alias("first"))
+            c.select(pl.col("_ch").alias("_k"), "ts"), c.select(pl.col("_eh").alias("_k"), "ts"),
+            m.select(pl.col("sender").hash().alias("_k"), "ts"), m.select(pl.col("recipient").hash().alias("_k"), "ts"),
+        ]).group_by("_k").agg(pl.col("ts").min().alias("first"))
     result = (
-        result.with_columns(pl.col("number").hash().alias("_h")).join(act, on="_h", how="left").drop("_h")
+        result.join(act, on="_k", how="left")
         .with_columns(((t_end - pl.col("first").fill_null(t_end)) / 86_400).clip(lower_bound=0).alias("maturity_days"))
         .with_columns(pl.exclude("number").fill_null(0.0))
         .select("number", *FEATURE_NAMES)

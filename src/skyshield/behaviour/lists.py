@@ -2,15 +2,16 @@
 
 ``skyshield lists import FILE --source NAME`` reads a CSV/TXT (one number per row; the column named
 ``number``, ``pattern`` or ``phone`` if present, else the first), normalises the numbers, counts repeats
-(a number reported on several days) and stores them in the SQLite database of
-:func:`skyshield.config.load_settings` (table ``reputation_numbers``). The engine loads the table into a
-dict at start and answers lookups with the sources that list a number.
+(a number reported on several days) and stores them in the database of
+:func:`skyshield.config.load_settings` (table ``reputation_numbers``): the SQLite file, or with
+``SKYSHIELD_DB=postgresql://...`` the shared PostgreSQL database, so every host loads the same lists. A
+SQLite file named by ``--db`` / ``lists_db`` overrides it. The engine loads the table into a dict at start and
+answers lookups with the sources that list a number.
 """
 
 from __future__ import annotations
 
 import re
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ from pathlib import Path
 import polars as pl
 
 from skyshield.config import load_settings
+from skyshield.store.base import register_migration
+from skyshield.store.sql import Database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS reputation_numbers (
@@ -28,6 +31,8 @@ CREATE TABLE IF NOT EXISTS reputation_numbers (
     PRIMARY KEY (number, source)
 ) WITHOUT ROWID
 """
+register_migration("reputation", 1, _SCHEMA.replace(" WITHOUT ROWID", ""), dialect="postgresql",
+                   description="number reputation lists")
 _NUMBER_COLUMNS = ("number", "pattern", "phone", "phone_number", "caller")
 
 
@@ -75,16 +80,38 @@ class ImportReport:
         return text
 
 
-def _connect(db: str | Path | None) -> sqlite3.Connection:
-    try:
-        path = Path(db) if db else load_settings().sqlite_path
-    except ValueError as exc:
-        raise ValueError(f"reputation lists are kept in SQLite: pass --db FILE ({exc})") from exc
+def _postgres_url(db: str | Path | None) -> str | None:
+    """The PostgreSQL URL the lists live in, or None for a SQLite file."""
+    url = str(db) if db else load_settings().db_url
+    return url if url.startswith(("postgresql://", "postgres://")) else None
+
+
+def _sqlite_path(db: str | Path | None) -> Path:
+    if db:
+        return Path(str(db).removeprefix("sqlite:///"))
+    return Path(load_settings().db_url.removeprefix("sqlite:///"))
+
+
+def _connect(db: str | Path | None) -> Database:
+    url = _postgres_url(db)
+    if url is not None:
+        from skyshield.store import open_store
+
+        store = open_store(load_settings(url))  # applies the migrations (reputation_numbers included)
+        store.close()
+        return Database(store.connect)
+    path = _sqlite_path(db)
     path.parent.mkdir(parents=True, exist_ok=True)
-    con = sqlite3.connect(path)
-    con.execute("PRAGMA journal_mode=WAL")
-    con.execute(_SCHEMA)
-    return con
+
+    def connect():
+        import sqlite3
+
+        con = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute(_SCHEMA)
+        return con
+
+    return Database(connect)
 
 
 def import_file(path: str | Path, source: str, db: str | Path | None = None) -> ImportReport:
@@ -113,11 +140,13 @@ def import_file(path: str | Path, source: str, db: str | Path | None = None) -> 
     good = df.filter(ok).group_by("number").agg(pl.len().alias("reports"))
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     con = _connect(db)
-    with con:
-        con.execute("DELETE FROM reputation_numbers WHERE source = ?", (source,))
-        con.executemany("INSERT INTO reputation_numbers VALUES (?, ?, ?, ?)",
-                        ((n, source, int(r), now) for n, r in good.iter_rows()))
-    con.close()
+    try:
+        with con.transaction():
+            con.execute("DELETE FROM reputation_numbers WHERE source = ?", (source,))
+            con.executemany("INSERT INTO reputation_numbers (number, source, reports, imported_at) VALUES (?, ?, ?, ?)",
+                            [(n, source, int(r), now) for n, r in good.iter_rows()])
+    finally:
+        con.close()
     return ImportReport(source, df.height, good.height, bad.height, time.perf_counter() - t0,
                         [(int(r), str(v)) for r, v in bad.select("row", "raw").head(5).iter_rows()])
 
@@ -130,19 +159,25 @@ class ReputationLists:
 
     @classmethod
     def load(cls, db: str | Path | None = None) -> ReputationLists:
-        try:
-            path = Path(db) if db else load_settings().sqlite_path
-        except ValueError:  # SKYSHIELD_DB is not SQLite: lists live in a file named by lists_db / --db
-            return cls()
-        if not path.exists():
-            return cls()
-        con = sqlite3.connect(path)
-        try:
-            rows = con.execute("SELECT number, source, reports FROM reputation_numbers").fetchall()
-        except sqlite3.OperationalError:  # table not created yet: no lists imported
-            rows = []
-        finally:
-            con.close()
+        if _postgres_url(db) is None:
+            path = _sqlite_path(db)
+            if not path.exists():
+                return cls()
+            import sqlite3
+
+            con = sqlite3.connect(path)
+            try:
+                rows = con.execute("SELECT number, source, reports FROM reputation_numbers").fetchall()
+            except sqlite3.OperationalError:  # table not created yet: no lists imported
+                rows = []
+            finally:
+                con.close()
+        else:
+            con = _connect(db)
+            try:
+                rows = con.execute("SELECT number, source, reports FROM reputation_numbers").fetchall()
+            finally:
+                con.close()
         entries: dict[str, dict[str, int]] = {}
         for number, source, reports in rows:
             entries.setdefault(number, {})[source] = reports

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from skyshield.behaviour.bombing import BombingConfig, BombingDetector
-from skyshield.behaviour.features import FEATURE_NAMES
+from skyshield.behaviour.definitions import FEATURE_NAMES
 from skyshield.behaviour.lists import ReputationLists
 from skyshield.behaviour.rotation import RotationConfig, RotationIndex
 from skyshield.behaviour.simbox import SimboxRule
@@ -62,7 +65,8 @@ class BehaviourService:
         self.model = model
         self.numbers_on_device: dict[str, set[str]] = defaultdict(set)
         self.templates_of: dict[str, set[str]] = defaultdict(set)
-        self._scores: dict[str, tuple[float, float, list]] = {}  # number -> (at, probability, reasons)
+        # number -> (at, probability, reasons); a list while a batch's predict is pending
+        self._scores: dict[str, tuple[float, float, list] | list] = {}
         self._events = 0
 
     # --- feeding ---------------------------------------------------------------------------------------
@@ -91,18 +95,72 @@ class BehaviourService:
         if template:
             self.templates_of[sender].add(template)
         signals = self._common(sender, st, ts)
+        return self._message_signals(sender, recipient, ts, is_code, code_used, self._sent_count(sender, st, ts),
+                                     signals)
+
+    def _sent_count(self, sender: str, st: NumberState, ts: float) -> int:
+        """The sender's messages in the fan-out window, this one included (capped at the limit)."""
+        if self.shared_sent is not None:
+            return self.shared_sent.add_and_count(sender, ts, self.fan_out_window)
+        return _recent(st.sent, ts - self.fan_out_window, self.fan_out_max)
+
+    def _message_signals(self, sender: str, recipient: str, ts: float, is_code: bool, code_used: bool | None,
+                         n: int, signals: list[Signal]) -> list[Signal]:
+        """Bombing and fan-out, after the sender's common signals."""
         finding = self.bombing.observe(sender, recipient, ts, is_code, code_used) if recipient else None
         if finding is not None:
             signals.append(Signal("SMS_BOMBING", 1.0, finding.evidence()))
-        if self.shared_sent is not None:
-            n = self.shared_sent.add_and_count(sender, ts, self.fan_out_window)
-        else:
-            n = _recent(st.sent, ts - self.fan_out_window, self.fan_out_max)
         if n >= self.fan_out_max:
             signals.append(Signal("SENDER_FAN_OUT", 1.0, {
                 "why": f"{sender} sent {n}+ messages within {self.fan_out_window}s", "count": n,
                 "window_s": self.fan_out_window}))
         return signals
+
+    def observe_messages(self, rows: Sequence[tuple[str, str, float, bool, str | None]]) -> list[list[Signal]]:
+        """Feed ``(sender, recipient, ts, is_code, template)`` messages in order; per message, the signals
+        :meth:`observe_message` would return for it, called on each in turn, with the model run once for all.
+
+        Pass 1 feeds the stream in arrival order and takes each model input (the feature vector) at its
+        message's time; one ``predict`` then scores them all; pass 2 makes every check that reads lists,
+        blocks and templates, in arrival order, so an auto-block by message i is seen by message i + 1.
+        """
+        staged: list[tuple[NumberState, int, list | tuple | None, int]] = []
+        vectors: list[np.ndarray] = []
+        fresh: list[tuple[str, list]] = []
+        for sender, recipient, ts, _code, _template in rows:
+            self._tick(ts)
+            st = self.stream.add_message(sender, recipient, ts)
+            events = len(st.out) + len(st.sent)
+            entry = None
+            if self.model is not None and events >= self.model_min_events:
+                entry = self._scores.get(sender)
+                if not (entry and ts - entry[0] < self.rescore_every):
+                    entry = [ts, 0.0, []]  # filled in after the batch's predict
+                    self._scores[sender] = entry
+                    vectors.append(self.stream.vector(sender, ts))
+                    fresh.append((sender, entry))
+            staged.append((st, events, entry, self._sent_count(sender, st, ts)))
+        if vectors:
+            x = np.vstack(vectors)
+            probs = self.model.predict(x)
+            explain = [i for i, p in enumerate(probs) if p >= self.score_min]
+            reasons = self.model.explain(x[explain], top=5) if explain else []
+            for (_number, entry), p in zip(fresh, probs, strict=True):
+                entry[1] = float(p)
+            for i, r in zip(explain, reasons, strict=True):
+                fresh[i][1][2] = r
+            for number, entry in fresh:
+                if self._scores.get(number) is entry:
+                    self._scores[number] = (entry[0], entry[1], entry[2])
+        out: list[list[Signal]] = []
+        for (sender, recipient, ts, is_code, template), (st, events, entry, n) in zip(rows, staged, strict=True):
+            if template:
+                self.templates_of[sender].add(template)
+            signals = self._listed_or_linked(sender, st, ts)
+            if entry is not None:
+                self._model_signals(sender, entry[1], entry[2], events, ts, signals)
+            out.append(self._message_signals(sender, recipient, ts, is_code, None, n, signals))
+        return out
 
     def call_signals(self, caller: str, ts: float) -> tuple[list[Signal], float]:
         """Signals about a caller after its latest call was observed, and its fraud probability."""
@@ -130,6 +188,16 @@ class BehaviourService:
         return ts - first <= self.rotation.cfg.watch_days * 86_400
 
     def _common(self, number: str, st: NumberState, ts: float) -> list[Signal]:
+        signals = self._listed_or_linked(number, st, ts)
+        # A number's first few events say little; without an activation table every number starts "new".
+        events = len(st.out) + len(st.sent)
+        if self.model is not None and events >= self.model_min_events:
+            prob, reasons = self._score(number, ts)
+            self._model_signals(number, prob, reasons, events, ts, signals)
+        return signals
+
+    def _listed_or_linked(self, number: str, st: NumberState, ts: float) -> list[Signal]:
+        """Reputation lists, the number's own block, or a link to a blocked number."""
         signals: list[Signal] = []
         listed = self.lists.lookup(number)
         if listed:
@@ -144,17 +212,17 @@ class BehaviourService:
             if link:
                 signals.append(Signal("ROTATED_NUMBER", 1.0, {"why": link.why(), "blocked": link.blocked,
                                                               **{k: v for k, v in link.evidence.items()}}))
-        # A number's first few events say little; without an activation table every number starts "new".
-        if self.model is not None and len(st.out) + len(st.sent) >= self.model_min_events:
-            prob, reasons = self._score(number, ts)
-            if prob >= self.score_min:
-                signals.append(Signal("SENDER_FRAUD_SCORE", round(prob, 4), {
-                    "why": f"behaviour model: P(fraud number)={prob:.2f}; " + ", ".join(str(r) for r in reasons[:3]),
-                    "probability": round(prob, 4), "top_features": [r.feature for r in reasons]}))
-            if (prob >= self.auto_block and len(st.out) + len(st.sent) >= self.auto_block_min_events
-                    and number not in self.rotation.blocked):
-                self.block(number, f"behaviour model P(fraud)={prob:.2f}", ts)
         return signals
+
+    def _model_signals(self, number: str, prob: float, reasons: list, events: int, ts: float,
+                       signals: list[Signal]) -> None:
+        """SENDER_FRAUD_SCORE from the model's probability; a sure, busy enough number is blocked."""
+        if prob >= self.score_min:
+            signals.append(Signal("SENDER_FRAUD_SCORE", round(prob, 4), {
+                "why": f"behaviour model: P(fraud number)={prob:.2f}; " + ", ".join(str(r) for r in reasons[:3]),
+                "probability": round(prob, 4), "top_features": [r.feature for r in reasons]}))
+        if prob >= self.auto_block and events >= self.auto_block_min_events and number not in self.rotation.blocked:
+            self.block(number, f"behaviour model P(fraud)={prob:.2f}", ts)
 
     def _score(self, number: str, ts: float) -> tuple[float, list]:
         cached = self._scores.get(number)

@@ -15,7 +15,8 @@ from typing import Any
 
 import polars as pl
 
-from skyshield.behaviour.features import HISTORY, batch_features
+from skyshield.behaviour.definitions import HISTORY
+from skyshield.behaviour.features import batch_features
 
 
 @dataclass

@@ -1,6 +1,8 @@
 """Streaming per-number features: state updated per event, features read on demand.
 
-Same names and formulas as :mod:`skyshield.behaviour.features` (see its table). Each number keeps the
+The names, windows and night hours come from :mod:`skyshield.behaviour.definitions` (see its table); this
+module evaluates each aggregate of that table incrementally (``COMPUTED`` lists the features it has a
+formula for, and a test checks that is all of them). Each number keeps the
 events of the last 7 days in time order (older ones are dropped as new ones arrive) plus the set of
 numbers it ever called; an update is O(1) amortised, a read is one pass over that number's window.
 Events must arrive in time order (as from a switch); late events are accepted but windows then trust
@@ -9,14 +11,18 @@ the arrival order.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Iterable
 
 import numpy as np
 
-from skyshield.behaviour.features import FEATURE_NAMES, HISTORY, NIGHT_END_HOUR, PER_WINDOW, WINDOWS
+from skyshield.behaviour.definitions import FEATURE_NAMES, HISTORY, NIGHT_END_HOUR, PER_WINDOW, WINDOWS
 
 _NIGHT_S = NIGHT_END_HOUR * 3600
+#: The per-window features :meth:`StreamFeatures.features` has a formula for (must be all of ``PER_WINDOW``).
+COMPUTED = ("out_calls", "in_calls", "distinct_callees", "answer_rate", "dur_p50", "dur_p90", "out_in_ratio",
+            "night_share", "new_callee_share", "gap_cv", "distinct_cells", "msgs_sent")
 
 
 class NumberState:
@@ -113,32 +119,36 @@ class StreamFeatures:
 
     def features(self, number: str, at: float | None = None) -> dict[str, float]:
         """The feature dict of ``number`` at time ``at`` (default: the latest event seen)."""
+        return dict(zip(FEATURE_NAMES, self._values(number, at), strict=True))
+
+    def _values(self, number: str, at: float | None) -> list[float]:
+        """The features of ``number`` at ``at``, in :data:`FEATURE_NAMES` order."""
         at = self.last_ts if at is None else at
         st = self.numbers.get(number)
-        result = dict.fromkeys(FEATURE_NAMES, 0.0)
         if st is None:
-            return result
-        out = [e for e in st.out if e[0] <= at]
+            return [0.0] * len(FEATURE_NAMES)
+        result: list[float] = []
+        out = [e for e in st.out if e[0] <= at] if st.out else []
         ts = np.fromiter((e[0] for e in out), float, len(out))
-        inc = np.fromiter((t for t in st.inc if t <= at), float)
-        sent = np.fromiter((t for t in st.sent if t <= at), float)
-        for name, seconds in WINDOWS.items():
-            lo = at - seconds
-            first = int(np.searchsorted(ts, lo, side="right"))
-            window = out[first:]
-            n = len(window)
-            n_in = float(np.count_nonzero(inc > lo))
-            vals = {f: 0.0 for f in PER_WINDOW}
-            vals["in_calls"] = n_in
-            vals["msgs_sent"] = float(np.count_nonzero(sent > lo))
+        los = [at - seconds for seconds in WINDOWS.values()]
+        # events inside each window at once (times need not be sorted: late events count where they fall)
+        n_in = _count_after(st.inc, at, los)
+        n_sent = _count_after(st.sent, at, los)
+        firsts = np.searchsorted(ts, los, side="right").tolist() if out else [0] * len(WINDOWS)
+        for w in range(len(WINDOWS)):
+            first = firsts[w]
+            n = len(out) - first
+            vals = dict.fromkeys(COMPUTED, 0.0)
+            vals["in_calls"] = n_in[w]
+            vals["msgs_sent"] = n_sent[w]
             if n:
+                window = out[first:]
                 answered = [e[3] for e in window if e[2]]
                 vals["out_calls"] = float(n)
                 vals["distinct_callees"] = float(len({e[1] for e in window}))
                 vals["answer_rate"] = len(answered) / n
                 if answered:
-                    vals["dur_p50"] = float(np.quantile(answered, 0.5))
-                    vals["dur_p90"] = float(np.quantile(answered, 0.9))
+                    vals["dur_p50"], vals["dur_p90"] = (float(q) for q in np.quantile(answered, (0.5, 0.9)))
                 vals["night_share"] = sum(e[4] for e in window) / n
                 vals["new_callee_share"] = sum(e[5] for e in window) / n
                 if n >= 3:
@@ -146,11 +156,10 @@ class StreamFeatures:
                     mean = gaps.mean()
                     vals["gap_cv"] = float(gaps.std() / mean) if mean > 0 else 0.0
                 vals["distinct_cells"] = float(len({e[6] for e in window if e[6] is not None}))
-            vals["out_in_ratio"] = vals["out_calls"] / (n_in + 1.0)
-            for f in PER_WINDOW:
-                result[f"{f}_{name}"] = vals[f]
+            vals["out_in_ratio"] = vals["out_calls"] / (n_in[w] + 1.0)
+            result += [vals[f] for f in PER_WINDOW]
         first_seen = self.activation.get(number, st.first)
-        result["maturity_days"] = max(0.0, (at - first_seen) / 86_400)
+        result.append(max(0.0, (at - first_seen) / 86_400))  # maturity_days
         return result
 
     def prune(self, now: float) -> int:
@@ -164,5 +173,13 @@ class StreamFeatures:
         return len(idle)
 
     def vector(self, number: str, at: float | None = None) -> np.ndarray:
-        f = self.features(number, at)
-        return np.array([f[k] for k in FEATURE_NAMES], dtype=float)
+        return np.array(self._values(number, at), dtype=float)
+
+
+def _count_after(times: deque[float], at: float, los: list[float]) -> list[float]:
+    """Per window bound ``lo`` in ``los``: how many of ``times`` lie in ``(lo, at]``."""
+    if not times:
+        return [0.0] * len(los)
+    ordered = sorted(times)  # already in order (linear), unless events came late
+    hi = bisect_right(ordered, at)
+    return [float(hi - bisect_right(ordered, lo, 0, hi)) for lo in los]

@@ -141,7 +141,9 @@ class ComplianceDetector:
         self._warm_up()
         zones = ctx.extra.get(RECIPIENT_ZONES) or [None] * len(ctx.messages)
         signatures = [clean_signature(a.entities.signature.text if a.entities.signature else "") for a in ctx.analyses]
-        pseudos = [self.ledger.pseudonym(m.recipient) if m.recipient else "" for m in ctx.messages]
+        pseudonyms: dict[str, str] = {"": ""}  # one keyed hash per distinct recipient of the batch
+        pseudos = [pseudonyms.get(m.recipient) or pseudonyms.setdefault(m.recipient, self.ledger.pseudonym(m.recipient))
+                   for m in ctx.messages]
         matches = self._find_templates(ctx, signatures)
         declared = ctx.extra.get(DECLARED_CATEGORIES) or [None] * len(ctx.messages)
         # Marketing by the model, or by the sender's own word (declared, or the approved template it fills):
@@ -217,6 +219,7 @@ class ComplianceDetector:
     def _caps(self, ctx: BatchContext, signatures: list[str], pseudos: list[str], marketing: list[bool],
               out: list[list[Signal]]) -> None:
         reservations: dict[int, list[tuple]] = ctx.extra.setdefault(RESERVATIONS, {})
+        weights = self.policy.data["signals"]
         rows = []
         checks: list[tuple] = []  # (key, t, rates, rule, add) in message order
         owners: list[tuple[int, str]] = []  # (message index, category) of each check
@@ -231,7 +234,7 @@ class ComplianceDetector:
             t = msg.time.timestamp()
             # A send this detector already refuses (no consent, quiet hours...) will be blocked: do not count it,
             # so a later send in the same batch is not capped by it.
-            doomed = sum(self.policy.weight(s.name) * s.score for s in out[i]) >= self.block_at
+            doomed = sum(weights.get(s.name, 0.0) * s.score for s in out[i]) >= self.block_at
             for key in keys:
                 rates = self.rates[category] if key[0] == "sig" else self.platform_rates[category]
                 checks.append((key, t, rates, f"{category} {_RULE_NAMES[key[0]]}", not doomed))

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from phonenumbers import timezone as pn_timezone
+from phonenumbers.tzdata import TIMEZONE_DATA
 
 from skyshield.policy import PolicyError
 
@@ -56,6 +57,29 @@ def zones_for_number(number: str, default_region: str = "CN") -> tuple[str, ...]
     return zones
 
 
+@lru_cache(maxsize=1024)
+def _only_zones(country_code: int) -> frozenset[str]:
+    """Every zone any number of this country code can map to, here or by the country-level fallback."""
+    cc = str(country_code)
+    return frozenset(z for key, zones in TIMEZONE_DATA.items() if key.startswith(cc) or cc.startswith(key)
+                     for z in zones if z != pn_timezone.UNKNOWN_TIMEZONE)
+
+
+_E164 = re.compile(r"\+([1-9]\d{1,2})\d+")
+
+
+def _country_code(number: str) -> int | None:
+    """The country code ``phonenumbers.parse`` gives a plain ``+<digits>`` number; None for anything else
+    (national forms are not read here: in some regions digits may start an international prefix)."""
+    m = _E164.fullmatch(number)
+    if m:
+        digits = m.group(1)
+        for n in (1, 2, 3):  # country codes are prefix-free: the first that exists is the one
+            if int(digits[:n]) in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+                return int(digits[:n])
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class QuietCheck:
     """Outcome for one message: inside the window or not, and the local time that decided it."""
@@ -77,6 +101,13 @@ class QuietHours:
         self.default_timezone = default_timezone
         self.default_region = default_region
 
+    def _surely_default(self, recipient: str) -> bool:
+        """True when the full lookup can only give the default zone: the number's country has no other zone
+        (e.g. +86 with Asia/Shanghai), and a number that fails to parse falls back to the default too. Saves
+        parsing and typing every distinct recipient of a one-zone country."""
+        cc = _country_code(recipient)
+        return cc is not None and _only_zones(cc) <= {self.default_timezone}
+
     def _inside(self, local: datetime) -> bool:
         t = local.time()
         if self.start <= self.end:
@@ -90,6 +121,8 @@ class QuietHours:
                 zones: tuple[str, ...] = (ZoneInfo(zone).key,)
             except (ZoneInfoNotFoundError, ValueError):
                 raise ValueError(f"unknown time zone {zone!r}") from None
+        elif self._surely_default(recipient):
+            zones = (self.default_timezone,)
         else:
             zones = zones_for_number(recipient, self.default_region) or (self.default_timezone,)
         for name in zones:

@@ -241,10 +241,9 @@ class TemplateRegistry:
         with self._lock:
             if self._by_tenant is None:
                 loaded: dict[str, list[ApprovedTemplate]] = {}
-                with self.ledger._lock:
-                    rows = self.ledger._conn.execute(
-                        "SELECT id, tenant, signature, category, text, variables FROM compliance_templates "
-                        "WHERE outcome = 'pass' ORDER BY id").fetchall()
+                rows = self.ledger.db.rows(
+                    "SELECT id, tenant, signature, category, text, variables FROM compliance_templates "
+                    "WHERE outcome = 'pass' ORDER BY id")
                 for row in rows:
                     variables = json.loads(row["variables"])
                     loaded.setdefault(row["tenant"], []).append(ApprovedTemplate(
@@ -255,24 +254,23 @@ class TemplateRegistry:
 
     def register(self, tenant: str, audit: TemplateAudit) -> int:
         """File an audited template; only one whose outcome is ``pass`` is approved for matching."""
-        with self.ledger._lock:
-            row_id = self.ledger._conn.execute(
-                "INSERT INTO compliance_templates (tenant, signature, category, text, variables, outcome, findings,"
-                " created_ts) VALUES (?,?,?,?,?,?,?,?)",
-                (tenant, audit.signature, audit.category, audit.text, json.dumps(audit.variables, ensure_ascii=False),
-                 audit.outcome, json.dumps([asdict(f) for f in audit.findings], ensure_ascii=False), _time.time()),
-            ).lastrowid
+        row_id = self.ledger.db.insert(
+            "INSERT INTO compliance_templates (tenant, signature, category, text, variables, outcome, findings,"
+            " created_ts) VALUES (?,?,?,?,?,?,?,?)",
+            (tenant, audit.signature, audit.category, audit.text, json.dumps(audit.variables, ensure_ascii=False),
+             audit.outcome, json.dumps([asdict(f) for f in audit.findings], ensure_ascii=False), _time.time()),
+        )
         with self._lock:
             self._by_tenant = None
         audit.id = int(row_id)
         return audit.id
 
     def get(self, template_id: int) -> dict[str, Any] | None:
-        with self.ledger._lock:
-            row = self.ledger._conn.execute("SELECT * FROM compliance_templates WHERE id=?", (template_id,)).fetchone()
-        if row is None:
+        if not -(2**63) <= template_id < 2**63:
             return None
-        data = dict(row)
+        data = self.ledger.db.one("SELECT * FROM compliance_templates WHERE id=?", (template_id,))
+        if data is None:
+            return None
         data["variables"] = json.loads(data["variables"])
         data["findings"] = json.loads(data["findings"])
         return data

@@ -156,9 +156,11 @@ def _dashboard(request: Request) -> str:
     db = disposal.db
     latest = db.one("SELECT MAX(msg_time) AS t FROM verdicts")["t"]
     if latest:
-        end = datetime.fromisoformat(latest)
+        # msg_time is ISO 8601 text in SQLite and a timestamp in PostgreSQL
+        end = latest if isinstance(latest, datetime) else datetime.fromisoformat(latest)
         start = end - timedelta(hours=24)
-        rows = db.rows("SELECT substr(msg_time, 1, 13) AS hour, category, COUNT(*) AS n FROM verdicts"
+        hour = "substr(msg_time, 1, 13)" if db.sqlite else "to_char(msg_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24')"
+        rows = db.rows(f"SELECT {hour} AS hour, category, COUNT(*) AS n FROM verdicts"
                        " WHERE msg_time > ? GROUP BY hour, category ORDER BY hour", (iso(start),))
         by_action = db.rows("SELECT action, COUNT(*) AS n FROM verdicts WHERE msg_time > ? GROUP BY action",
                             (iso(start),))

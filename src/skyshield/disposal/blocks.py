@@ -77,12 +77,11 @@ class BlockBook:
                 raise BlockError(f"expiry {moment.isoformat()} is in the past")
             expires_at = iso(moment)
         with self.db.write() as conn:
-            cur = conn.execute(
+            block_id = conn.insert(
                 "INSERT INTO disposal_blocks (kind, value, display, tenant, reason, evidence, decided_by, created_at,"
                 " expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (kind, stored, display, tenant, reason.strip(), dumps(evidence or {}), decided_by.strip(), iso(now),
                  expires_at))
-            block_id = int(cur.lastrowid)
             self._audit(conn, decided_by, "create", block_id, note=reason.strip())
         return self.get(block_id)
 
@@ -164,9 +163,8 @@ class BlockBook:
         if any(a["status"] == "pending" for a in block["appeals"]):
             raise BlockError(f"block {block_id} already has an appeal under review")
         with self.db.write() as conn:
-            cur = conn.execute("INSERT INTO disposal_appeals (block_id, appellant, statement, filed_at)"
-                               " VALUES (?, ?, ?, ?)", (block_id, appellant.strip(), statement.strip(), iso()))
-            appeal_id = int(cur.lastrowid)
+            appeal_id = conn.insert("INSERT INTO disposal_appeals (block_id, appellant, statement, filed_at)"
+                                    " VALUES (?, ?, ?, ?)", (block_id, appellant.strip(), statement.strip(), iso()))
             self._audit(conn, appellant.strip(), "appeal", block_id, appeal_id, statement.strip())
         return self.db.one("SELECT * FROM disposal_appeals WHERE id = ?", (appeal_id,)) or {}
 

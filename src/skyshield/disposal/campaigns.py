@@ -182,18 +182,21 @@ class Campaigns:
         for row, fp in zip(rows, fps, strict=True):
             cid = self.index.find(fp)
             when = row["time"]
+            if isinstance(when, datetime):  # PostgreSQL's verdicts.msg_time is a timestamp; SQLite's is text
+                when = when.isoformat()
             if cid is None:
                 blob = minhash_to_bytes(fp.minhash) if fp.minhash is not None else b""
-                cur = conn.execute(
+                cid = conn.insert(
                     "INSERT INTO disposal_campaigns (tenant, template_hash, template, example, minhash, size,"
                     " first_seen, last_seen) VALUES (?, ?, ?, ?, ?, 0, ?, ?)",
                     (row["tenant"], fp.template_hash, fp.template, row["text"][:500], blob, when, when))
-                cid = int(cur.lastrowid)
                 self.index.add(cid, fp)
-            conn.execute("INSERT OR IGNORE INTO disposal_campaign_messages VALUES (?, ?, ?, ?, ?, ?)",
+            conn.execute("INSERT INTO disposal_campaign_messages (verdict_id, campaign_id, sender, time, action,"
+                         " category) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                          (row["id"], cid, row["sender"], when, row["action"], row["category"]))
-            conn.execute("UPDATE disposal_campaigns SET size = size + 1, first_seen = MIN(first_seen, ?),"
-                         " last_seen = MAX(last_seen, ?) WHERE id = ?", (when, when, cid))
+            least, greatest = ("MIN", "MAX") if conn.sqlite else ("LEAST", "GREATEST")
+            conn.execute(f"UPDATE disposal_campaigns SET size = size + 1, first_seen = {least}(first_seen, ?),"
+                         f" last_seen = {greatest}(last_seen, ?) WHERE id = ?", (when, when, cid))
             out.append(cid)
         return out
 

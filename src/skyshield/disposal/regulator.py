@@ -95,7 +95,8 @@ def build(db: DisposalDB, tenant: str, start: datetime, end: datetime, *, top: i
             offenders[v["sender"]]["blocked"] += 1
         offenders[v["sender"]]["messages"] += 1
         if v["category"] in MARKETING:
-            sends[(v["recipient"], sig)].append((v["msg_time"], v["action"]))
+            when = v["msg_time"]  # text in SQLite, a timestamp in PostgreSQL
+            sends[(v["recipient"], sig)].append((iso(when) if isinstance(when, datetime) else when, v["action"]))
     reports = db.rows("SELECT verdict_id, sender, sender_masked, text FROM disposal_reports"
                       " WHERE tenant = ? AND time >= ? AND time < ?", args)
     masked: dict[str, str] = {}
@@ -126,8 +127,7 @@ def build(db: DisposalDB, tenant: str, start: datetime, end: datetime, *, top: i
 
 
 def _opt_outs(db: DisposalDB, tenant: str, start: datetime, end: datetime) -> list[dict]:
-    exists = db.one("SELECT 1 AS x FROM sqlite_master WHERE type = 'table' AND name = 'compliance_consent'")
-    if not exists:
+    if not db.table_exists("compliance_consent"):
         return []
     return db.rows("SELECT scope, recipient, evidence_ts, recorded_ts FROM compliance_consent"
                    " WHERE tenant = ? AND status = 'opt_out' AND evidence_ts >= ? AND evidence_ts < ?",

@@ -73,20 +73,20 @@ class Reports:
             campaign_id = self.campaigns.match([text])[0]
         sender_pseudo = stored.sender if stored is not None else self.db.pseudonym(sender)
         with self.db.write() as conn:
-            cur = conn.execute(
+            report_id = conn.insert(
                 "INSERT INTO disposal_reports (received_at, time, tenant, channel, reporter, sender, sender_masked,"
                 " text, verdict_id, campaign_id, verdict_action, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (iso(), iso(when), tenant, channel, self.db.pseudonym(reporter), sender_pseudo, mask_number(sender),
                  text, stored.id if stored else None, campaign_id,
                  stored.verdict.action.value if stored else None, note))
-            report_id = int(cur.lastrowid)
             if stored is not None and stored.verdict.action.value in {"deliver", "tag"}:
                 # The engine let it through and a person says it is unwanted: a reviewer should look.
                 conn.execute(
                     "INSERT INTO disposal_review (verdict_id, report_id, source, tenant, text, sender, action,"
                     " category, unwanted, created_at) VALUES (?, ?, 'reported', ?, ?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT(verdict_id) DO UPDATE SET source = 'reported', report_id = excluded.report_id,"
-                    " status = CASE WHEN status = 'skipped' THEN 'open' ELSE status END",
+                    " status = CASE WHEN disposal_review.status = 'skipped' THEN 'open'"
+                    " ELSE disposal_review.status END",
                     (stored.id, report_id, stored.tenant, stored.text or text, stored.sender,
                      stored.verdict.action.value, stored.verdict.category.value, stored.verdict.unwanted, iso()))
         return self.get(report_id) or {}

@@ -58,8 +58,8 @@ class ReviewQueue:
             else:
                 continue
             cur = conn.execute(
-                "INSERT OR IGNORE INTO disposal_review (verdict_id, source, tenant, text, sender, action, category,"
-                " unwanted, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO disposal_review (verdict_id, source, tenant, text, sender, action, category,"
+                " unwanted, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (r["id"], source, r["tenant"], r["text"], r["sender"], r["action"], r["category"], r["unwanted"],
                  iso()))
             added += cur.rowcount

@@ -85,9 +85,10 @@ def run_smpp_worker(args: argparse.Namespace, reuse_port: bool = False) -> int:
     engine = None
     if not args.no_scoring:
         try:
-            from skyshield.assembly import build_engine
+            from skyshield.assembly import build_engine, tune_gc_for_serving
 
             engine = build_engine(policy)
+            tune_gc_for_serving()
         except Exception as exc:  # noqa: BLE001 - run in the policy's fail mode and say so
             mode = "forwarding unjudged" if policy.section("gateway.smpp")["fail_open"] else "refusing"
             log.error("the engine could not be built (%s): %s every message per gateway.smpp.fail_open", exc, mode)
@@ -122,6 +123,9 @@ def run_sip(args: argparse.Namespace) -> int:
     policy = Policy.load(args.policy)
     listen, next_hop = parse_hostport(args.listen), parse_hostport(args.next_hop)
     screener = build_screener(policy)
+    from skyshield.assembly import tune_gc_for_serving
+
+    tune_gc_for_serving()
     proxies = []
 
     async def start() -> None:

@@ -26,7 +26,11 @@ def create_worker_app() -> Any:
         from skyshield.security.logmask import install_log_masking
 
         install_log_masking()
-    return create_app(policy, load_settings())
+    app = create_app(policy, load_settings())
+    from skyshield.assembly import tune_gc_for_serving
+
+    tune_gc_for_serving()
+    return app
 
 
 def worker_warning(policy: Any, workers: int) -> str | None:

@@ -1,4 +1,4 @@
-"""``skyshield spark``: the behaviour window features on Spark, compiled from :mod:`skyshield.spark.definitions`.
+"""``skyshield spark``: the behaviour window features on Spark, compiled from :mod:`skyshield.behaviour.definitions`.
 
 Reads the records ``skyshield simulate`` writes (or an operator's CDR export in the same shape): Parquet
 folders ``calls/day=YYYY-MM-DD/*.parquet`` and ``messages/day=.../*.parquet``, and writes one profile row
@@ -14,8 +14,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from skyshield.behaviour.features import FEATURE_NAMES, HISTORY, NIGHT_END_HOUR, WINDOWS
-from skyshield.spark.definitions import FEATURES, GAP_FROM, MADE, RECEIVED, SENT, SIDE_KEY, WindowFeature, window_bounds
+from skyshield.behaviour.definitions import (
+    FEATURE_NAMES,
+    FEATURES,
+    GAP_FROM,
+    HISTORY,
+    MADE,
+    NIGHT_END_HOUR,
+    RECEIVED,
+    SENT,
+    SIDE_KEY,
+    WINDOWS,
+    WindowFeature,
+    window_bounds,
+)
 
 
 def require_pyspark() -> Any:

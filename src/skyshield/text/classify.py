@@ -3,14 +3,15 @@
 Two linear heads over hashed n-grams (:mod:`skyshield.text.features`) of the *normalised* text:
 
 * the **category head** scores ham / promotion / fraud / illicit for every message;
-* the **subtype head** scores the fraud and illicit subtypes, only for messages where fraud or
-  illicit is material (most traffic is ham, so most messages never pay for it).
+* the **subtype head** scores the fraud and illicit subtypes, only for messages whose category is
+  fraud or illicit (most traffic is ham, so most messages never pay for it).
 
 Weights are stored as int8 (one scale per class) so the category table is 4 bytes per bucket and
 stays in cache: predicting a batch is one gather and one ``np.add.reduceat`` in numpy, with no
 scikit-learn call on the hot path. Training uses scikit-learn's ``SGDClassifier``; a softmax with a
-temperature and per-class offsets fitted on out-of-fold scores turns the heads' margins into
-calibrated probabilities.
+temperature and per-class offsets, fitted on out-of-fold scores separately for Chinese and other
+text, turns the category margins into calibrated probabilities. Explanations (``top_terms``) are
+the phrases whose n-grams pushed the winning unwanted category hardest against ham.
 
 "ham" is split into personal / notification / verification from the entities: a one-time code ->
 verification; a 【signature】 or bank / parcel / bill wording -> notification; else personal.
@@ -62,8 +63,6 @@ _NOTIFICATION_WORDS = re.compile(
 )
 
 
-
-
 _BREAK_PIECE = re.compile(r"[^\W_]+")  # a run of letters, digits or CJK characters
 _ASCII_WORD = re.compile(r"[a-z0-9]*")
 _ASCII_TAIL = re.compile(r"[a-z0-9]*$")
@@ -79,19 +78,22 @@ def _phrases(text: str, spans: list[tuple[int, int, float]], top: int) -> list[t
     strings are made for the few merged phrases.
     """
     spans.sort()
-    merged: list[tuple[int, int, float]] = []
+    merged: list[tuple[float, int, int]] = []
     cur_s, cur_e, cur_v = -1, -1, 0.0
     for s0, e0, v in spans:
-        if s0 <= cur_e and max(cur_e, e0) - cur_s <= _PHRASE_CHARS:
-            cur_e, cur_v = max(cur_e, e0), cur_v + v
+        end = e0 if e0 > cur_e else cur_e
+        if s0 <= cur_e and end - cur_s <= _PHRASE_CHARS:
+            cur_e, cur_v = end, cur_v + v
             continue
         if cur_s >= 0:
-            merged.append((cur_s, cur_e, cur_v))
+            merged.append((cur_v, cur_s, cur_e))
         cur_s, cur_e, cur_v = s0, e0, v
     if cur_s >= 0:
-        merged.append((cur_s, cur_e, cur_v))
+        merged.append((cur_v, cur_s, cur_e))
+    # Strongest phrases first; weaker ones can only matter if they repeat a stronger one's text.
+    merged.sort(reverse=True)
     terms: dict[str, float] = {}
-    for s0, e0, v in merged:
+    for v, s0, e0 in merged[:2 * top]:
         for piece in _BREAK_PIECE.finditer(text, s0, e0):
             a, b = piece.span()
             share = v * (b - a) / (e0 - s0)
@@ -290,26 +292,22 @@ class TextModel:
         cand = np.argpartition(-flat, n_cand - 1, axis=1)[:, :n_cand]
         values = np.take_along_axis(flat, cand, axis=1)
         order = np.argsort(-values, axis=1)
-        cand = np.take_along_axis(cand, order, axis=1).tolist()
-        values = np.take_along_axis(values, order, axis=1).tolist()
+        cand = np.take_along_axis(cand, order, axis=1)
+        values = np.take_along_axis(values, order, axis=1)
+        # Where each candidate sits in its text: char n-grams start at their row, words and bigrams
+        # end there (their start row is kept by featurise).
         n_char = len(CHAR_ORDERS)
+        rows, col = np.divmod(cand, COLUMNS)
+        base = feats.row_offsets[which][:, None]
+        starts = np.where(col < n_char, rows, np.where(col == n_char, feats.word_starts[base + rows],
+                                                       feats.bigram_starts[base + rows]) - base)
+        ends = np.where(col < n_char, rows + np.asarray(CHAR_ORDERS + (1, 1))[col], rows + 1)
+        keep = values > 0
         pad = "\x03" * (_PAD + 1)
-        for k, m in enumerate(which.tolist()):
+        for m, st, en, va, ok in zip(which.tolist(), starts.tolist(), ends.tolist(), values.tolist(),
+                                     keep.tolist(), strict=True):
+            spans = [(s0, e0, v) for s0, e0, v, good in zip(st, en, va, ok, strict=True) if good]
             text = "\x02" + feats.texts[m] + pad
-            base = int(feats.row_offsets[m])
-            spans: list[tuple[int, int, float]] = []
-            for c, v in zip(cand[k], values[k], strict=True):
-                if not v > 0:
-                    break
-                r, j = divmod(c, COLUMNS)
-                if j < n_char:
-                    spans.append((r, r + CHAR_ORDERS[j], v))
-                    continue
-                start = int(feats.word_starts[base + r]) - base
-                if j > n_char:  # a bigram: back up to the previous word's start
-                    prev = np.flatnonzero(feats.word_starts[base:base + start] >= 0)
-                    start = int(feats.word_starts[base + prev[-1]]) - base if len(prev) else start
-                spans.append((start, r + 1, v))
             out[m] = [(g, round(v, 3)) for g, v in _phrases(text, spans, top)]
         return out
 

@@ -53,6 +53,12 @@ def split_class(cls: str) -> tuple[str, str | None]:
 
 #: Chinese marketing cues: an opt-out instruction means the sender is marketing, whatever else it is.
 ZH_MARKETING_CUE = re.compile(r"退订|回[Tt][Dd]?|拒收")
+#: Wider Chinese marketing wording (offers, discounts, shop openings): Telecom_Fraud_Texts_5 calls most
+#: of its "normal" class marketing of this kind, with or without an opt-out.
+ZH_OFFER_CUE = re.compile(
+    r"优惠|折起|[0-9一二三四五六七八九]\.?[0-9]?折|红包|抢购|特价|促销|会员日|限时|福利|大促|秒杀|满减|立减|免费领|"
+    r"优惠券|惊喜|回馈|酬宾|热卖|抽奖|开业|钜惠|新品|加推|主营|光临|选购|团购|抢先|赠送|活动|欢迎(新老)?(顾客|客户|朋友)"
+)
 #: Premium-rate "you have won" texts in UCI spam are prize scams, not marketing.
 EN_PRIZE_CUE = re.compile(r"\b(won|winner|prize|claim|awarded|guaranteed)\b", re.I)
 #: Premium-rate adult chat lines in UCI spam.
@@ -123,8 +129,8 @@ LABEL_MAP: dict[str, dict[str, tuple[str, str]]] = {
         "smishing": (fraud(FraudSubtype.PHISHING_LINK), "fraud/phishing_link; prize wording -> fraud/prize"),
     },
     "telecom_fraud_texts_5": {
-        "0": (HAM, "ham; texts with an opt-out cue (退订/回T/回TD/拒收) -> promotion (the class holds carrier "
-              "and brand marketing)"),
+        "0": (HAM, "ham; texts with an opt-out cue (退订/回T/回TD/拒收) or offer wording (优惠, N折, 红包, 抢购, "
+              "活动, 开业, 欢迎新老顾客...) -> promotion (the class is mostly carrier and shop marketing)"),
         "1": (fraud(FraudSubtype.AUTHORITY_IMPERSONATION), "fraud/authority_impersonation (冒充公检法)"),
         "2": (fraud(FraudSubtype.LOAN), "fraud/loan (贷款、代办信用卡)"),
         "3": (fraud(FraudSubtype.CUSTOMER_SERVICE_IMPERSONATION), "fraud/customer_service_impersonation (冒充客服)"),
@@ -265,7 +271,7 @@ def read_telecom(data_dir: Path) -> list[Record]:
             label = row["label"].strip()
             text = clean_telecom(row["text"])
             cls = LABEL_MAP["telecom_fraud_texts_5"][label][0]
-            if label == "0" and ZH_MARKETING_CUE.search(text):
+            if label == "0" and (ZH_MARKETING_CUE.search(text) or ZH_OFFER_CUE.search(text)):
                 cls = PROMOTION
             out.append(Record(text, "telecom_fraud_texts_5", label, cls, str(n)))
     return out

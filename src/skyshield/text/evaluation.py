@@ -413,8 +413,8 @@ def render_card(metrics: dict[str, Any]) -> str:
               "## Cross-dataset (train without the family, test on it; threshold 0.5)", "",
               "Each family is the only one of its language and labelling scheme (English SMS; Chinese fraud "
               "narratives; Chinese marketing), so leaving it out leaves the model nearly blind to it: these rows "
-              "measure transfer, and they are low. Without the 800k corpus nothing teaches that Chinese "
-              "marketing is promotion (Telecom calls most of it normal), so Chinese spam recall collapses.", "",
+              "measure transfer, and they are low: trained without English SMS the model flags ordinary English "
+              "chat; trained without Telecom it has never seen a fraud narrative.", "",
               "| left out | tested on | metric |", "| --- | --- | --- |"]
     for fam, per in metrics["cross_dataset"].items():
         for name, r in per.items():

@@ -62,6 +62,7 @@ class Features:
     scale: np.ndarray         # float32 (n,)
     texts: list[str]          # the (cut) texts the rows were built from
     word_starts: np.ndarray   # int64 (rows,): for a row where a word ends, the row where it starts (else -1)
+    bigram_starts: np.ndarray  # int64 (rows,): for a row where a word bigram ends, the row where it starts
     han: np.ndarray           # bool (n,): the message contains Chinese characters
 
 
@@ -129,6 +130,7 @@ def featurise(texts: Sequence[str], bits: int) -> Features:
     w_start = np.flatnonzero(edge == 1)
     w_end = np.flatnonzero(edge == -1)
     word_starts = np.full(total, -1, dtype=np.int64)
+    bigram_starts = np.full(total, -1, dtype=np.int64)
     n_words = np.zeros(n, dtype=np.int64)
     if len(w_start):
         p, inv = _powers(total + 1)
@@ -144,8 +146,7 @@ def featurise(texts: Sequence[str], bits: int) -> Features:
             bi = _mix((w_hash[:-1] * _K[3] + w_hash[1:] * _K[4]) ^ _BIGRAM_SALT, shift)
             buckets[last[1:][same], len(CHAR_ORDERS) + 1] = bi[same]
         word_starts[last] = w_start
-        word_starts_bi = np.full(total, -1, dtype=np.int64)
-        word_starts_bi[last[1:][same]] = w_start[:-1][same]
+        bigram_starts[last[1:][same]] = w_start[:-1][same]
         n_words = np.bincount(w_msg, minlength=n) + np.bincount(w_msg[1:][same], minlength=n)
     # The start marker's unigram slot holds the message's script instead ("Chinese" or "other"): a
     # per-language intercept, since the corpora's class balance differs by language.
@@ -154,7 +155,7 @@ def featurise(texts: Sequence[str], bits: int) -> Features:
     buckets[row_offsets[:-1], 0] = np.where(han, _script_bucket(1, shift), _script_bucket(0, shift))
     n_char_feats = (lens - _PAD - 1) * nc
     scale = (1.0 / np.sqrt(n_char_feats + n_words)).astype(np.float32)
-    return Features(n, buckets, row_offsets, scale, cut, word_starts, han)
+    return Features(n, buckets, row_offsets, scale, cut, word_starts, bigram_starts, han)
 
 
 def _script_bucket(script: int, shift: np.uint64) -> int:
