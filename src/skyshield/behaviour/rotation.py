@@ -106,11 +106,12 @@ class RotationIndex:
         """The strongest link from ``number`` to a blocked number, or None."""
         if number in self.blocked:
             return None
-        for d in devices:
+        # (a sender may have sent many templates: skip the scan while nothing blocked has any)
+        for d in devices if self.by_device else ():
             for b in self.by_device.get(d, ()):
                 if b != number:
                     return Link(number, b, {"device": d, **self._overlap(number, b)})
-        for t in templates:
+        for t in templates if self.by_template else ():
             for b in self.by_template.get(t, ()):
                 if b != number:
                     return Link(number, b, {"template": t, **self._overlap(number, b)})

@@ -1,0 +1,33 @@
+"""Quiet hours skip the phone-number lookup where it could only give the default zone: same answers."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+
+import phonenumbers
+
+from skyshield.compliance.quiet_hours import QuietHours, zones_for_number
+
+
+def test_the_shortcut_agrees_with_the_full_lookup_on_random_numbers() -> None:
+    rng = random.Random(2)
+    codes = list(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
+    setups = [QuietHours(), QuietHours("08:00-21:00", "Europe/Paris", "FR"), QuietHours("08:00-21:00", "UTC", "US")]
+    shortcuts = 0
+    for _ in range(6000):
+        digits = "".join(rng.choice("0123456789") for _ in range(rng.randrange(0, 14)))
+        number = rng.choice(["+" + str(rng.choice(codes)), "+86", "+33", "+", "", "0086", "+86 "]) + digits
+        for quiet in setups:
+            if quiet._surely_default(number):
+                shortcuts += 1
+                assert (zones_for_number(number, quiet.default_region) or (quiet.default_timezone,)) == \
+                    (quiet.default_timezone,), (number, quiet.default_timezone)
+    assert shortcuts > 500  # +86 numbers under the Asia/Shanghai default, +33 under Europe/Paris
+
+
+def test_a_chinese_mobile_at_night_is_still_outside_the_window() -> None:
+    quiet = QuietHours()  # 08:00-21:00 Asia/Shanghai
+    found = quiet.check(datetime(2026, 3, 2, 15, 30, tzinfo=UTC), "+8613800138000")  # 23:30 in Shanghai
+    assert not found.allowed and found.zone == "Asia/Shanghai" and found.local_time == "23:30"
+    assert quiet.check(datetime(2026, 3, 2, 2, 0, tzinfo=UTC), "+8613800138000").allowed  # 10:00
