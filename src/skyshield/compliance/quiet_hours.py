@@ -65,18 +65,26 @@ def _only_zones(country_code: int) -> frozenset[str]:
                      for z in zones if z != pn_timezone.UNKNOWN_TIMEZONE)
 
 
-_E164 = re.compile(r"\+([1-9]\d{1,2})\d+")
+@lru_cache(maxsize=1024)
+def _country_level(country_code: int) -> tuple[str, ...]:
+    """The zones ``phonenumbers`` falls back to for this country code (as its ``_country_level_...`` does)."""
+    cc = str(country_code)
+    return next((TIMEZONE_DATA[cc[:n]] for n in range(len(cc), 0, -1) if cc[:n] in TIMEZONE_DATA), ())
 
 
-def _country_code(number: str) -> int | None:
-    """The country code ``phonenumbers.parse`` gives a plain ``+<digits>`` number; None for anything else
-    (national forms are not read here: in some regions digits may start an international prefix)."""
+_E164 = re.compile(r"\+([1-9]\d{1,2}\d+)")
+
+
+def _country_code(number: str) -> tuple[int, int] | None:
+    """The country code ``phonenumbers.parse`` gives a plain ``+<digits>`` number, and how many digits follow
+    it; None for anything else (national forms are not read here: in some regions digits may start an
+    international prefix)."""
     m = _E164.fullmatch(number)
     if m:
         digits = m.group(1)
         for n in (1, 2, 3):  # country codes are prefix-free: the first that exists is the one
             if int(digits[:n]) in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
-                return int(digits[:n])
+                return int(digits[:n]), len(digits) - n
     return None
 
 
@@ -101,12 +109,23 @@ class QuietHours:
         self.default_timezone = default_timezone
         self.default_region = default_region
 
-    def _surely_default(self, recipient: str) -> bool:
-        """True when the full lookup can only give the default zone: the number's country has no other zone
-        (e.g. +86 with Asia/Shanghai), and a number that fails to parse falls back to the default too. Saves
-        parsing and typing every distinct recipient of a one-zone country."""
-        cc = _country_code(recipient)
-        return cc is not None and _only_zones(cc) <= {self.default_timezone}
+    def _sure_zone(self, recipient: str) -> str | None:
+        """The zone the full lookup would give, where the number's country code alone decides it; else None.
+
+        Saves parsing and typing every distinct recipient of a one-zone country: when the country has no
+        zone but the default (e.g. +86 under Asia/Shanghai) any answer is the default, even for a number that
+        fails to parse; when it has one other zone, a number of ordinary length (which parses) gets that one.
+        """
+        found = _country_code(recipient)
+        if found is None:
+            return None
+        cc, digits = found
+        zones = _only_zones(cc)
+        if zones <= {self.default_timezone}:
+            return self.default_timezone
+        if len(zones) == 1 and 4 <= digits <= 15 and set(_country_level(cc)) == zones:
+            return next(iter(zones))
+        return None
 
     def _inside(self, local: datetime) -> bool:
         t = local.time()
@@ -121,10 +140,9 @@ class QuietHours:
                 zones: tuple[str, ...] = (ZoneInfo(zone).key,)
             except (ZoneInfoNotFoundError, ValueError):
                 raise ValueError(f"unknown time zone {zone!r}") from None
-        elif self._surely_default(recipient):
-            zones = (self.default_timezone,)
         else:
-            zones = zones_for_number(recipient, self.default_region) or (self.default_timezone,)
+            sure = self._sure_zone(recipient)
+            zones = (sure,) if sure else zones_for_number(recipient, self.default_region) or (self.default_timezone,)
         for name in zones:
             local = when.astimezone(ZoneInfo(name))
             if not self._inside(local):
