@@ -53,9 +53,14 @@ class SlidingCounter:
 
     shared = False
 
+    #: A prune walks every key, so it runs at most once per this much event time (callers already keep a
+    #: day beyond the longest window, so an hour's delay costs memory, never a count).
+    PRUNE_EVERY_S = 3600.0
+
     def __init__(self) -> None:
         self._events: dict[Hashable, list[float]] = {}
         self._lock = threading.Lock()
+        self._pruned_before = float("-inf")
 
     def count(self, key: Hashable, t: float, window_s: int) -> int:
         events = self._events.get(key)
@@ -105,7 +110,10 @@ class SlidingCounter:
             self.add(key, t)
 
     def prune(self, before: float) -> None:
+        if before - self._pruned_before < self.PRUNE_EVERY_S:
+            return
         with self._lock:
+            self._pruned_before = before
             for key in list(self._events):
                 events = self._events[key]
                 del events[: bisect.bisect_left(events, before)]

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 from typing import Any
 
 
@@ -89,6 +90,10 @@ def run_smpp_worker(args: argparse.Namespace, reuse_port: bool = False) -> int:
 
             engine = build_engine(policy)
             tune_gc_for_serving()
+            # The engine judges on a worker thread while the event loop relays; with CPython's default 5 ms
+            # GIL switch interval the loop waits up to 5 ms each time the engine holds the GIL, which is what
+            # dominated the added latency. Switch every 0.5 ms instead.
+            sys.setswitchinterval(0.0005)
         except Exception as exc:  # noqa: BLE001 - run in the policy's fail mode and say so
             mode = "forwarding unjudged" if policy.section("gateway.smpp")["fail_open"] else "refusing"
             log.error("the engine could not be built (%s): %s every message per gateway.smpp.fail_open", exc, mode)
