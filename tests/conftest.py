@@ -1,4 +1,5 @@
-"""Shared fixtures: where the public corpora are, and a skip with a clear message when they are not."""
+"""Shared fixtures: where the public corpora are (a skip with a clear message when they are not), and the real
+engine for API tests."""
 
 from __future__ import annotations
 
@@ -17,3 +18,20 @@ def data_dir() -> Path:
     if not DATA_DIR.is_dir():
         pytest.skip(f"public corpora not found at {DATA_DIR} (set SKYSHIELD_DATA); data-driven test skipped")
     return DATA_DIR
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    """The real engine (``build_engine(None)``), one per test module; skips when the text model is missing."""
+    try:
+        import skyshield.text.classify  # noqa: F401
+        import skyshield.text.rules  # noqa: F401
+    except ModuleNotFoundError as exc:
+        pytest.skip(f"the text model is not in the tree yet ({exc.name}); API tests need the real engine")
+    from skyshield.assembly import build_engine
+
+    # Detectors with their own tables (the consent ledger) open $SKYSHIELD_DB: keep them out of the repo.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SKYSHIELD_DB", f"sqlite:///{tmp_path_factory.mktemp('engine') / 'engine.db'}")
+        mp.delenv("SKYSHIELD_KEY_FILE", raising=False)
+        yield build_engine(None)

@@ -59,6 +59,23 @@ def database_url(backend: str, tmp_path) -> Iterator[str]:
         yield url
 
 
+def api_fixtures():
+    """The ``db`` (SQLite, then PostgreSQL) and ``client`` fixtures of the disposal API tests:
+    ``db, client = api_fixtures()`` at a test module's top level."""
+
+    @pytest.fixture(params=["sqlite", "postgresql"])
+    def db(request, tmp_path):
+        with database_url(request.param, tmp_path) as url:
+            yield url
+
+    @pytest.fixture
+    def client(tmp_path, monkeypatch, db):
+        with make_client(tmp_path, monkeypatch, db) as c:
+            yield c
+
+    return db, client
+
+
 def raw_connection(db: str):
     """A plain autocommit connection to the test's database, to poke at tables as an attacker with access would."""
     if db.startswith("sqlite:///"):

@@ -15,22 +15,6 @@ CHECK = "/v1/messages:check"
 ACTIONS = {"deliver", "tag", "fold", "hold", "block"}
 
 
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory):
-    try:
-        import skyshield.text.classify  # noqa: F401
-        import skyshield.text.rules  # noqa: F401
-    except ModuleNotFoundError as exc:
-        pytest.skip(f"the text model is not in the tree yet ({exc.name}); API tests need the real engine")
-    from skyshield.assembly import build_engine
-
-    # Detectors with their own tables (the consent ledger) open $SKYSHIELD_DB: keep them out of the repo.
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SKYSHIELD_DB", f"sqlite:///{tmp_path_factory.mktemp('engine') / 'engine.db'}")
-        mp.delenv("SKYSHIELD_KEY_FILE", raising=False)
-        yield build_engine(None)
-
-
 @pytest.fixture
 def settings(tmp_path) -> Settings:
     return load_settings(f"sqlite:///{tmp_path / 'api.db'}")

@@ -5,19 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from disposal_helpers import PERSONAL, check, database_errors, database_url, make_client, raw_connection, wave
+from disposal_helpers import PERSONAL, api_fixtures, check, database_errors, raw_connection, wave
 
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request, tmp_path):
-    with database_url(request.param, tmp_path) as url:
-        yield url
-
-
-@pytest.fixture
-def client(tmp_path, monkeypatch, db):
-    with make_client(tmp_path, monkeypatch, db) as c:
-        yield c
+db, client = api_fixtures()
 
 
 def test_a_report_is_tied_to_the_stored_verdict_and_its_campaign(client):

@@ -6,21 +6,9 @@ import csv
 import io
 from datetime import UTC, datetime, timedelta
 
-import pytest
+from disposal_helpers import PERSONAL, api_fixtures, check, make_client, wave
 
-from disposal_helpers import PERSONAL, check, database_url, make_client, wave
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request, tmp_path):
-    with database_url(request.param, tmp_path) as url:
-        yield url
-
-
-@pytest.fixture
-def client(tmp_path, monkeypatch, db):
-    with make_client(tmp_path, monkeypatch, db) as c:
-        yield c
+db, client = api_fixtures()
 
 
 def _period() -> dict[str, str]:

@@ -47,19 +47,6 @@ def _broken_engine(policy: Policy) -> Engine:
     return Engine(policy, analyse_batch, BrokenModel(), [])
 
 
-@pytest.fixture(scope="module")
-def real_engine(tmp_path_factory):
-    try:
-        import skyshield.text.classify  # noqa: F401
-    except ModuleNotFoundError as exc:
-        pytest.skip(f"the text model is not in the tree yet ({exc.name})")
-    from skyshield.assembly import build_engine
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SKYSHIELD_DB", f"sqlite:///{tmp_path_factory.mktemp('engine') / 'engine.db'}")
-        yield build_engine(None)
-
-
 @pytest.mark.parametrize(("mode", "action"), [("open", "deliver"), ("closed", "block")])
 def test_a_broken_model_gives_the_policy_action_and_the_decision_is_stored(tmp_path, mode, action):
     policy = _policy(mode)
@@ -81,10 +68,10 @@ def test_a_broken_model_gives_the_policy_action_and_the_decision_is_stored(tmp_p
 
 
 @pytest.mark.parametrize(("mode", "closed"), [("open", False), ("closed", True)])
-def test_a_broken_store_still_answers_and_journals_the_decision(tmp_path, real_engine, mode, closed):
+def test_a_broken_store_still_answers_and_journals_the_decision(tmp_path, engine, mode, closed):
     policy = _policy(mode)
     before = _failsafe_count("store")
-    with _client(tmp_path, policy, real_engine) as client:
+    with _client(tmp_path, policy, engine) as client:
         store = client.app.state.skyshield.store
 
         def down(*args, **kwargs):

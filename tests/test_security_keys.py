@@ -19,20 +19,6 @@ FRAUD = "您好，这里是市公安局，您的银行卡涉嫌洗钱，请立�
 CHECK = "/v1/messages:check"
 
 
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory):
-    try:
-        import skyshield.text.classify  # noqa: F401
-    except ModuleNotFoundError as exc:
-        pytest.skip(f"the text model is not in the tree yet ({exc.name})")
-    from skyshield.assembly import build_engine
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SKYSHIELD_DB", f"sqlite:///{tmp_path_factory.mktemp('engine') / 'engine.db'}")
-        mp.delenv("SKYSHIELD_KEY_FILE", raising=False)
-        yield build_engine(None)
-
-
 def _app(engine, tmp_path, policy: Policy | None = None):
     from fastapi.testclient import TestClient
 

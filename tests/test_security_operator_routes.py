@@ -9,15 +9,6 @@ from skyshield.config import load_settings
 from skyshield.policy import Policy
 
 
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory):
-    from skyshield.assembly import build_engine
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SKYSHIELD_DB", f"sqlite:///{tmp_path_factory.mktemp('engine') / 'engine.db'}")
-        yield build_engine(None)
-
-
 @pytest.fixture
 def client(engine, tmp_path):
     from fastapi.testclient import TestClient

@@ -6,6 +6,7 @@ PostgreSQL can be reached or started.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -14,34 +15,14 @@ import pytest
 
 from service_helpers import postgres_schema
 from skyshield.config import load_settings
-from skyshield.events import Action, Category, Channel, Message, Signal, Verdict
+from skyshield.events import Action, Category, Channel, Signal
 from skyshield.policy import Policy
 from skyshield.store import open_store, open_store_for, pseudonymise, register_migration
 from skyshield.store.base import MIGRATIONS
+from store_helpers import sample_message as _message
+from store_helpers import sample_verdict as _verdict
 
 pytestmark = pytest.mark.service
-
-
-def _verdict(action: Action = Action.TAG, category: Category = Category.PROMOTION, score: float = 4.5) -> Verdict:
-    return Verdict(
-        action=action,
-        category=category,
-        subtype="authority_impersonation" if category is Category.FRAUD else None,
-        unwanted=0.93,
-        score=score,
-        signals=[
-            Signal("MODEL_PROMOTION", 0.93, {"top_terms": [["退订", 1.2], ["抢购", 0.8]]}, points=3.72),
-            Signal("SIGNATURE", 1.0, {"matched": "【某宝】", "span": [0, 4]}, points=-0.5),
-        ],
-        model_version="test-model-1",
-        probabilities={"promotion": 0.93, "personal": 0.07},
-    )
-
-
-def _message(text: str = "【某宝】双11狂欢，点击 t.cn/abc 抢购，回T退订", sender: str = "+86 138-0013-8000",
-             external_id: str | None = "msg-1", tenant: str = "acme", channel: Channel = Channel.API) -> Message:
-    return Message(text=text, sender=sender, recipient="13900139000", time=datetime(2026, 11, 11, 8, 30, tzinfo=UTC),
-                   channel=channel, tenant=tenant, external_id=external_id)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -79,6 +60,8 @@ def test_a_saved_verdict_comes_back_whole(store):
     by_name = {s.name: s for s in v.signals}
     assert by_name["SIGNATURE"].evidence == {"matched": "【某宝】", "span": [0, 4]}
     assert by_name["SIGNATURE"].points == -0.5
+    assert by_name["SHORT_LINK"].evidence["links"] == ["t.cn/abc"]
+    assert any("SHORT_LINK (+2)" in r for r in v.reasons())
     assert store.get(vid + 1) is None
     assert store.get(2**70) is None
 
@@ -113,8 +96,10 @@ def test_search_and_counts(store):
     assert [s.verdict.category for s in store.search(sender="13800138000")] == [Category.FRAUD, Category.PROMOTION]
     assert [s.verdict.score for s in store.search(action="block")] == [18.0, 20.0]
     assert len(store.search(category="promotion")) == 1
+    assert len(store.search(action="block", sender="13700137000")) == 1
     assert store.search(since=datetime.now(UTC) + timedelta(minutes=1)) == []
     assert len(store.search(until=datetime.now(UTC) + timedelta(minutes=1))) == 3
+    assert len(store.search(limit=2)) == 2
     newest = store.search(limit=1)[0].id
     assert [s.id for s in store.search(before_id=newest)] == [newest - 1, newest - 2]
     assert store.search(tenant="someone-else") == []
@@ -133,11 +118,12 @@ def test_idempotent_saves_record_a_message_id_once(store):
                        idempotent=True)
     assert again[0] == first[0], "a known id maps to its stored verdict"
     assert again[1] == again[2] and again[1] not in first, "a repeat inside one batch is stored once"
-    assert again[3] not in first
+    assert again[3] not in first, "messages without an id are always stored"
     other = store.save([(_message(external_id="a", tenant="other"), _verdict()),
                         (_message(external_id="a", channel=Channel.FILE), _verdict())], idempotent=True)
     assert first[0] not in other, "ids are per tenant and channel"
     assert store.counts().total == 7
+    assert store.save([(_message(external_id="a"), _verdict())]) != [first[0]], "without idempotent: a new record"
     found = store.find_external([("acme", "a"), ("acme", "c"), ("acme", "zzz")])
     assert set(found) == {("acme", "a"), ("acme", "c")}
     assert found[("acme", "a")].id == first[0]
@@ -203,6 +189,7 @@ def test_other_areas_register_their_own_tables(settings):
     register_migration("test_area", 1, "CREATE TABLE test_area_notes (id INTEGER PRIMARY KEY, note TEXT);",
                        dialect=dialect)
     register_migration("test_area", 2, add_index, dialect=dialect)
+    register_migration("test_area", 1, "this would fail if it ran twice", dialect=dialect)  # same version: ignored
     try:
         with open_store(settings) as store:
             assert store.schema_versions()["test_area"] == 2
@@ -221,8 +208,16 @@ def test_a_failing_migration_leaves_no_half_applied_step(settings):
     dialect = "postgresql" if settings.db_url.startswith("postgresql") else "sqlite"
     register_migration("broken_area", 1, "CREATE TABLE broken_area_t (x INTEGER);\nTHIS IS NOT SQL;", dialect=dialect)
     try:
-        with pytest.raises(Exception, match="(?i)syntax"):
+        with pytest.raises(sqlite3.OperationalError if dialect == "sqlite" else Exception, match="(?i)syntax"):
             open_store(settings)
+        if dialect == "sqlite":
+            raw = sqlite3.connect(settings.sqlite_path)
+        else:
+            import psycopg
+
+            raw = psycopg.connect(settings.db_url)
+        assert raw.execute("SELECT COUNT(*) FROM verdicts").fetchone() == (0,), "the steps before it stay applied"
+        raw.close()
     finally:
         MIGRATIONS[:] = [m for m in MIGRATIONS if m.component != "broken_area"]
     with open_store(settings) as store:  # without the broken step the same database opens, minus its table

@@ -14,17 +14,23 @@ PostgreSQL text cannot hold NUL characters: a NUL in a message text is stored as
 
 from __future__ import annotations
 
-import json
 import threading
-import zlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import psycopg
 
-from skyshield.events import Action, Category, Channel, Message, Signal, Verdict, utcnow
-from skyshield.store.base import MIGRATIONS, Counts, StoredVerdict, VerdictStore, pseudonymise, register_migration
+from skyshield.events import Message, Verdict, utcnow
+from skyshield.store.base import (
+    COLUMNS,
+    StoredVerdict,
+    VerdictStore,
+    pending_order,
+    register_migration,
+    row_to_stored,
+)
+from skyshield.store.sql import lock_key
 
 DIALECT = "postgresql"
 
@@ -106,18 +112,7 @@ CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
     FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
 """, dialect=DIALECT, description="append-only audit log with a hash chain")
 
-_COLUMNS = (
-    "id, stored_at, msg_time, tenant, channel, external_id, sender, recipient, numbers_hashed, text, action, "
-    "category, subtype, unwanted, score, model_version, probabilities, signals"
-)
 _MIGRATION_LOCK = 735000
-
-_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
-_VALUE: dict[Any, str] = {m: m.value for enum in (Action, Category, Channel) for m in enum}
-
-
-def _signal_dict(s: Signal) -> dict[str, Any]:
-    return {"name": s.name, "score": s.score, "points": s.points, "evidence": s.evidence}
 
 
 def _utc(moment: datetime) -> datetime:
@@ -130,19 +125,18 @@ def _no_nul(text: str | None) -> str | None:
 
 def _key_lock(channel: str, tenant: str, external_id: str) -> int:
     """A 63-bit advisory lock id for one message id (collisions only make two saves wait for each other)."""
-    raw = f"{channel}\x1f{tenant}\x1f{external_id}".encode()
-    return (zlib.crc32(raw) << 31) ^ zlib.adler32(raw)
+    return lock_key(f"{channel}\x1f{tenant}\x1f{external_id}")
 
 
 class PostgresStore(VerdictStore):
     """Verdicts in a PostgreSQL database; one connection per store, shared by threads under a lock."""
 
+    placeholder: ClassVar[str] = "%s"
+    decoded_rows: ClassVar[bool] = True  # psycopg gives datetimes and decodes json columns
+
     def __init__(self, url: str, key: bytes | None, *, pseudonymise_numbers: bool = True):
-        if pseudonymise_numbers and not key:
-            raise ValueError("pseudonymising phone numbers needs a key (Settings.hmac_key())")
+        super().__init__(key, pseudonymise_numbers=pseudonymise_numbers)
         self.url = url
-        self._key = key
-        self.pseudonymise_numbers = pseudonymise_numbers
         self._lock = threading.Lock()
         self._conn = self.connect()
         try:
@@ -180,8 +174,7 @@ class PostgresStore(VerdictStore):
                     "CREATE TABLE IF NOT EXISTS schema_version (component TEXT NOT NULL, version INTEGER NOT NULL,"
                     " applied_at TIMESTAMPTZ NOT NULL, description TEXT, PRIMARY KEY (component, version))"
                 )
-            ours = (m for m in MIGRATIONS if m.dialect == DIALECT)
-            for m in sorted(ours, key=lambda m: (m.component != "core", m.component, m.version)):
+            for m in pending_order(DIALECT):
                 with conn.transaction():
                     conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
                     done = conn.execute(
@@ -197,45 +190,22 @@ class PostgresStore(VerdictStore):
                         "INSERT INTO schema_version VALUES (%s, %s, now(), %s)", (m.component, m.version, m.description)
                     )
 
-    def schema_versions(self) -> dict[str, int]:
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
         with self._lock:
-            rows = self._live().execute("SELECT component, MAX(version) FROM schema_version GROUP BY component")
-            return dict(rows.fetchall())
+            return self._live().execute(sql, args).fetchall()
+
+    _moment = staticmethod(_utc)
+    _text = staticmethod(_no_nul)
+
+    def _any_of(self, column: str, values: list[str]) -> tuple[str, list[Any]]:
+        return f"{column} = ANY(%s)", [values]  # one array parameter
 
     # -- writing ----------------------------------------------------------------------------------
-
-    def _number(self, number: str) -> str:
-        return pseudonymise(number, self._key) if self.pseudonymise_numbers and self._key else number
 
     def save(self, items: Sequence[tuple[Message, Verdict]], *, idempotent: bool = False) -> list[int]:
         if not items:
             return []
-        stored_at = utcnow()
-        hashed = self.pseudonymise_numbers
-        rows = []
-        for message, verdict in items:
-            rows.append(
-                [
-                    None,
-                    stored_at,
-                    _utc(message.time),
-                    message.tenant,
-                    _VALUE[message.channel],
-                    message.external_id,
-                    self._number(message.sender),
-                    self._number(message.recipient),
-                    hashed,
-                    _no_nul(message.text),
-                    _VALUE[verdict.action],
-                    _VALUE[verdict.category],
-                    verdict.subtype,
-                    float(verdict.unwanted),
-                    float(verdict.score),
-                    verdict.model_version,
-                    _json(verdict.probabilities),
-                    _json([_signal_dict(s) for s in verdict.signals]),
-                ]
-            )
+        rows = self._rows(items, utcnow())
         ids: list[int] = [0] * len(rows)
         with self._lock, self._live().transaction():
             conn = self._conn
@@ -264,7 +234,7 @@ class PostgresStore(VerdictStore):
                 first = conn.execute("SELECT verdicts_reserve_ids(%s)", (len(new_rows),)).fetchone()[0]
                 for offset, (i, row) in enumerate(new_rows):
                     row[0] = ids[i] = first + offset
-                with conn.cursor().copy(f"COPY verdicts ({_COLUMNS}) FROM STDIN") as copy:
+                with conn.cursor().copy(f"COPY verdicts ({COLUMNS}) FROM STDIN") as copy:
                     for _, row in new_rows:
                         copy.write_row(row)
             for i, j in repeats:
@@ -282,83 +252,9 @@ class PostgresStore(VerdictStore):
             ids = _existing_ids(self._live(), [(channel, tenant, ext) for tenant, ext in keys])
             if not ids:
                 return {}
-            rows = self._conn.execute(f"SELECT {_COLUMNS} FROM verdicts WHERE id = ANY(%s)", (list(ids.values()),))
+            rows = self._conn.execute(f"SELECT {COLUMNS} FROM verdicts WHERE id = ANY(%s)", (list(ids.values()),))
             by_id = {r[0]: r for r in rows}
-        return {(tenant, ext): _row_to_stored(by_id[vid]) for (_, tenant, ext), vid in ids.items()}
-
-    # -- reading ----------------------------------------------------------------------------------
-
-    def get(self, verdict_id: int) -> StoredVerdict | None:
-        if not -(2**63) <= verdict_id < 2**63:
-            return None
-        with self._lock:
-            row = self._live().execute(f"SELECT {_COLUMNS} FROM verdicts WHERE id = %s", (verdict_id,)).fetchone()
-        return _row_to_stored(row) if row else None
-
-    def search(
-        self,
-        *,
-        sender: str | None = None,
-        recipient: str | None = None,
-        action: str | None = None,
-        category: str | None = None,
-        tenant: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: int = 100,
-        before_id: int | None = None,
-    ) -> list[StoredVerdict]:
-        where: list[str] = []
-        args: list[Any] = []
-        for column, number in (("sender", sender), ("recipient", recipient)):
-            if number:
-                candidates = {number}  # rows written with pseudonymisation off hold the number as written
-                if self._key:
-                    candidates.add(pseudonymise(number, self._key))
-                where.append(f"{column} = ANY(%s)")
-                args.append(sorted(candidates))
-        for column, value in (("action", action), ("category", category), ("tenant", tenant)):
-            if value:
-                where.append(f"{column} = %s")
-                args.append(value)
-        if since:
-            where.append("stored_at >= %s")
-            args.append(_utc(since))
-        if until:
-            where.append("stored_at < %s")
-            args.append(_utc(until))
-        if before_id:
-            where.append("id < %s")
-            args.append(before_id)
-        sql = f"SELECT {_COLUMNS} FROM verdicts"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id DESC LIMIT %s"
-        args.append(max(0, int(limit)))
-        with self._lock:
-            rows = self._live().execute(sql, args).fetchall()
-        return [_row_to_stored(r) for r in rows]
-
-    def counts(self, *, since: datetime | None = None, tenant: str | None = None) -> Counts:
-        where: list[str] = []
-        args: list[Any] = []
-        if since:
-            where.append("stored_at >= %s")
-            args.append(_utc(since))
-        if tenant:
-            where.append("tenant = %s")
-            args.append(tenant)
-        clause = (" WHERE " + " AND ".join(where)) if where else ""
-        result = Counts()
-        with self._lock:
-            rows = self._live().execute(
-                f"SELECT action, category, COUNT(*) FROM verdicts{clause} GROUP BY action, category", args
-            ).fetchall()
-        for action, category, n in rows:
-            result.total += n
-            result.by_action[action] = result.by_action.get(action, 0) + n
-            result.by_category[category] = result.by_category.get(category, 0) + n
-        return result
+        return {(tenant, ext): row_to_stored(by_id[vid], decoded=True) for (_, tenant, ext), vid in ids.items()}
 
     def close(self) -> None:
         with self._lock:
@@ -388,33 +284,3 @@ def _safe_url(url: str) -> str:
     info.pop("password", None)
     return " ".join(f"{k}={v}" for k, v in info.items())
 
-
-def _row_to_stored(row: tuple) -> StoredVerdict:
-    (vid, stored_at, msg_time, tenant, channel, external_id, sender, recipient, hashed, text, action, category,
-     subtype, unwanted, score, model_version, probabilities, signals) = row
-    verdict = Verdict.from_dict(
-        {
-            "id": vid,
-            "action": action,
-            "category": category,
-            "subtype": subtype,
-            "unwanted": unwanted,
-            "score": score,
-            "model_version": model_version,
-            "probabilities": probabilities,  # psycopg decodes json columns
-            "signals": signals,
-        }
-    )
-    return StoredVerdict(
-        id=vid,
-        stored_at=stored_at,
-        verdict=verdict,
-        text=text,
-        sender=sender,
-        recipient=recipient,
-        time=msg_time,
-        channel=Channel(channel),
-        tenant=tenant,
-        external_id=external_id,
-        numbers_pseudonymised=bool(hashed),
-    )

@@ -6,7 +6,6 @@ allocated inside that transaction, so several processes may write to the same fi
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -14,8 +13,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from skyshield.events import Action, Category, Channel, Message, Signal, Verdict, utcnow
-from skyshield.store.base import MIGRATIONS, Counts, StoredVerdict, VerdictStore, pseudonymise, register_migration
+from skyshield.events import Message, Verdict, utcnow
+from skyshield.store.base import (
+    COLUMNS,
+    StoredVerdict,
+    VerdictStore,
+    pending_order,
+    register_migration,
+    row_to_stored,
+)
 
 _CORE_SCHEMA = """
 CREATE TABLE verdicts (
@@ -54,11 +60,7 @@ register_migration(
     description="index for idempotent saves by the caller's message id",
 )
 
-_COLUMNS = (
-    "id, stored_at, msg_time, tenant, channel, external_id, sender, recipient, numbers_hashed, text, action, "
-    "category, subtype, unwanted, score, model_version, probabilities, signals"
-)
-_INSERT = f"INSERT INTO verdicts ({_COLUMNS}) VALUES ({', '.join('?' * 18)})"
+_INSERT = f"INSERT INTO verdicts ({COLUMNS}) VALUES ({', '.join('?' * 18)})"
 
 
 def _iso(moment: datetime) -> str:
@@ -69,26 +71,12 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="microseconds")
 
 
-# default=str: evidence may carry values JSON cannot (sets, Paths); keep what they say, never fail the batch.
-# One encoder for every row: json.dumps with options builds a new one per call.
-_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
-#: Enum member → its value; ``.value`` is a slow descriptor and this runs several times per stored row.
-_VALUE: dict[Any, str] = {m: m.value for enum in (Action, Category, Channel) for m in enum}
-
-
-def _signal_dict(s: Signal) -> dict[str, Any]:
-    return {"name": s.name, "score": s.score, "points": s.points, "evidence": s.evidence}
-
-
 class SQLiteStore(VerdictStore):
     """Verdicts in one SQLite file. ``path=":memory:"`` keeps them in memory (tests)."""
 
     def __init__(self, path: str | Path, key: bytes | None, *, pseudonymise_numbers: bool = True):
-        if pseudonymise_numbers and not key:
-            raise ValueError("pseudonymising phone numbers needs a key (Settings.hmac_key())")
+        super().__init__(key, pseudonymise_numbers=pseudonymise_numbers)
         self.path = str(path)
-        self._key = key
-        self.pseudonymise_numbers = pseudonymise_numbers
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
@@ -117,9 +105,7 @@ class SQLiteStore(VerdictStore):
                 " component TEXT NOT NULL, version INTEGER NOT NULL, applied_at TEXT NOT NULL, description TEXT,"
                 " PRIMARY KEY (component, version))"
             )
-            ours = (m for m in MIGRATIONS if m.dialect == "sqlite")
-            pending = sorted(ours, key=lambda m: (m.component != "core", m.component, m.version))
-            for m in pending:
+            for m in pending_order("sqlite"):
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     done = conn.execute(
@@ -141,45 +127,18 @@ class SQLiteStore(VerdictStore):
                     conn.execute("ROLLBACK")
                     raise
 
-    def schema_versions(self) -> dict[str, int]:
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
         with self._lock:
-            rows = self._conn.execute("SELECT component, MAX(version) FROM schema_version GROUP BY component")
-            return dict(rows.fetchall())
+            return self._conn.execute(sql, args).fetchall()
+
+    _moment = staticmethod(_iso)
 
     # -- writing ----------------------------------------------------------------------------------
-
-    def _number(self, number: str) -> str:
-        return pseudonymise(number, self._key) if self.pseudonymise_numbers and self._key else number
 
     def save(self, items: Sequence[tuple[Message, Verdict]], *, idempotent: bool = False) -> list[int]:
         if not items:
             return []
-        stored_at = _iso(utcnow())
-        hashed = int(self.pseudonymise_numbers)
-        rows = []
-        for message, verdict in items:
-            rows.append(
-                [
-                    None,
-                    stored_at,
-                    _iso(message.time),
-                    message.tenant,
-                    _VALUE[message.channel],
-                    message.external_id,
-                    self._number(message.sender),
-                    self._number(message.recipient),
-                    hashed,
-                    message.text,
-                    _VALUE[verdict.action],
-                    _VALUE[verdict.category],
-                    verdict.subtype,
-                    float(verdict.unwanted),
-                    float(verdict.score),
-                    verdict.model_version,
-                    _json(verdict.probabilities),
-                    _json([_signal_dict(s) for s in verdict.signals]),
-                ]
-            )
+        rows = self._rows(items, utcnow())
         ids: list[int] = [0] * len(rows)
         with self._lock:
             conn = self._conn
@@ -236,83 +195,9 @@ class SQLiteStore(VerdictStore):
             ids = self._existing_ids(self._conn, [(channel, tenant, ext) for tenant, ext in keys])
             out: dict[tuple[str, str], StoredVerdict] = {}
             for (_, tenant, ext), vid in ids.items():
-                row = self._conn.execute(f"SELECT {_COLUMNS} FROM verdicts WHERE id = ?", (vid,)).fetchone()
-                out[(tenant, ext)] = _row_to_stored(row)
+                row = self._conn.execute(f"SELECT {COLUMNS} FROM verdicts WHERE id = ?", (vid,)).fetchone()
+                out[(tenant, ext)] = row_to_stored(row, decoded=False)
         return out
-
-    # -- reading ----------------------------------------------------------------------------------
-
-    def get(self, verdict_id: int) -> StoredVerdict | None:
-        if not -(2**63) <= verdict_id < 2**63:  # beyond SQLite's integers: there is no such row
-            return None
-        with self._lock:
-            row = self._conn.execute(f"SELECT {_COLUMNS} FROM verdicts WHERE id = ?", (verdict_id,)).fetchone()
-        return _row_to_stored(row) if row else None
-
-    def search(
-        self,
-        *,
-        sender: str | None = None,
-        recipient: str | None = None,
-        action: str | None = None,
-        category: str | None = None,
-        tenant: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: int = 100,
-        before_id: int | None = None,
-    ) -> list[StoredVerdict]:
-        where: list[str] = []
-        args: list[Any] = []
-        for column, number in (("sender", sender), ("recipient", recipient)):
-            if number:
-                # Rows written with pseudonymisation off hold the number as written.
-                candidates = {number}
-                if self._key:
-                    candidates.add(pseudonymise(number, self._key))
-                where.append(f"{column} IN ({', '.join('?' * len(candidates))})")
-                args.extend(sorted(candidates))
-        for column, value in (("action", action), ("category", category), ("tenant", tenant)):
-            if value:
-                where.append(f"{column} = ?")
-                args.append(value)
-        if since:
-            where.append("stored_at >= ?")
-            args.append(_iso(since))
-        if until:
-            where.append("stored_at < ?")
-            args.append(_iso(until))
-        if before_id:
-            where.append("id < ?")
-            args.append(before_id)
-        sql = f"SELECT {_COLUMNS} FROM verdicts"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id DESC LIMIT ?"
-        args.append(max(0, int(limit)))
-        with self._lock:
-            rows = self._conn.execute(sql, args).fetchall()
-        return [_row_to_stored(r) for r in rows]
-
-    def counts(self, *, since: datetime | None = None, tenant: str | None = None) -> Counts:
-        where: list[str] = []
-        args: list[Any] = []
-        if since:
-            where.append("stored_at >= ?")
-            args.append(_iso(since))
-        if tenant:
-            where.append("tenant = ?")
-            args.append(tenant)
-        clause = (" WHERE " + " AND ".join(where)) if where else ""
-        result = Counts()
-        with self._lock:
-            for action, category, n in self._conn.execute(
-                f"SELECT action, category, COUNT(*) FROM verdicts{clause} GROUP BY action, category", args
-            ):
-                result.total += n
-                result.by_action[action] = result.by_action.get(action, 0) + n
-                result.by_category[category] = result.by_category.get(category, 0) + n
-        return result
 
     def close(self) -> None:
         with self._lock:
@@ -332,33 +217,3 @@ def _split_sql(script: str) -> list[str]:
         statements.append(current.strip())
     return statements
 
-
-def _row_to_stored(row: tuple) -> StoredVerdict:
-    (vid, stored_at, msg_time, tenant, channel, external_id, sender, recipient, hashed, text, action, category,
-     subtype, unwanted, score, model_version, probabilities, signals) = row
-    verdict = Verdict.from_dict(
-        {
-            "id": vid,
-            "action": action,
-            "category": category,
-            "subtype": subtype,
-            "unwanted": unwanted,
-            "score": score,
-            "model_version": model_version,
-            "probabilities": json.loads(probabilities),
-            "signals": json.loads(signals),
-        }
-    )
-    return StoredVerdict(
-        id=vid,
-        stored_at=datetime.fromisoformat(stored_at),
-        verdict=verdict,
-        text=text,
-        sender=sender,
-        recipient=recipient,
-        time=datetime.fromisoformat(msg_time),
-        channel=Channel(channel),
-        tenant=tenant,
-        external_id=external_id,
-        numbers_pseudonymised=bool(hashed),
-    )

@@ -18,6 +18,12 @@ EPOCHS = 30
 #: The hand-written seed rows are SMS-length forms the corpora lack (short fraud, bank alerts, codes);
 #: each counts as this many corpus rows.
 SEED_WEIGHT = 4.0
+#: Sentence windows of long corpus texts (``skyshield.text.windows``) are extra rows of their source's
+#: class; each counts as this many corpus rows, and a source gives at most WINDOWS_FRAUD (fraud) or
+#: WINDOWS_NORMAL (ham/promotion) of them.
+WINDOW_WEIGHT = 0.35
+WINDOWS_FRAUD = 4
+WINDOWS_NORMAL = 2
 
 
 def normalised_texts(texts: Sequence[str]) -> list[str]:
