@@ -32,7 +32,11 @@ def codes(result):
     ("【京东】双11大促，全场5折 t.cn/Ab12 回T退订", {}, "fix", {"SHORT_LINK": "fix"}),
     ("【某银行】您的验证码是${code}，登录 https://bank-verify.com 查看", {"variables": {"code": "code"}}, "reject",
      {"LINK_IN_CODE_TEMPLATE": "reject"}),
-    ("【某某】您的账户涉嫌洗钱已被冻结，请转入安全账户", {}, "reject", {"FRAUD_LIKE": "reject"}),
+    ("【某某】您好，这里是市公安局，您的银行卡涉嫌洗钱，请立即下载会议APP配合调查", {}, "reject",
+     {"FRAUD_LIKE": "reject"}),
+    # The model reads this short one as a bank alert (see the model card); the fraud-phrase rule catches it.
+    ("【某某】您的账户涉嫌洗钱已被冻结，请转入安全账户", {}, "reject", {"FRAUD_PHRASE": "reject"}),
+    ("【某某】刷 单 返 利，日赚三百", {}, "reject", {"FRAUD_PHRASE": "reject"}),
     ("【快贷】无抵押贷款，当天下款，优惠利率 回T退订", {}, "reject", {"BANNED_INDUSTRY": "reject"}),
     ("【京东】{name}您好，双11专属优惠 回T退订", {}, "fix", {"VARIABLE_UNDECLARED": "fix"}),
     ("【京东】双11专属{offer}优惠 回T退订", {"variables": {"offer": "text"}}, "fix", {"VARIABLE_NOT_ALLOWED": "fix"}),

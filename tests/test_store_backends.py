@@ -25,6 +25,15 @@ from store_helpers import sample_verdict as _verdict
 pytestmark = pytest.mark.service
 
 
+def _in_threads(work, stores) -> None:
+    """``work(store)`` for every store at once, one thread each; returns when all are done."""
+    threads = [threading.Thread(target=work, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def settings(request, tmp_path):
     if request.param == "sqlite":
@@ -143,11 +152,7 @@ def test_concurrent_retries_of_one_message_id_give_one_record(settings):
             with lock:
                 results.append(got)
 
-    threads = [threading.Thread(target=retry, args=(s,)) for s in stores]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _in_threads(retry, stores)
     assert all(r == results[0] for r in results), "every retry maps each message id to the same verdict"
     assert stores[0].counts().total == 20
     assert key == settings.hmac_key()
@@ -167,11 +172,7 @@ def test_two_writers_never_reuse_an_id(settings):
             with lock:
                 ids.extend(got)
 
-    threads = [threading.Thread(target=write, args=(s,)) for s in stores]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _in_threads(write, stores)
     assert len(ids) == len(set(ids)) == 500
     assert stores[0].counts().total == 500
     for s in stores:

@@ -142,3 +142,17 @@ def test_analyse_command_prints_entities_and_signals(capsys, monkeypatch, tmp_pa
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert "SHORT_LINK" in {s["name"] for s in lines[0]["signals"]}
     assert lines[1]["entities"]["opt_out"]["text"] == "Reply STOP to opt out"
+
+
+def test_fraud_phrases_fire_through_obfuscation_and_leave_bank_alerts_alone():
+    from skyshield.assembly import build_engine
+    from skyshield.events import Message
+
+    engine = build_engine()
+    texts = ["【某某】您的账户涉嫌洗钱已被冻结，请转入安 全 账 戶",  # spaced and traditional
+             "【招商银行】您尾号1234的账户于11月20日转入人民币5,000.00元，余额8,210.55元。",
+             "刷单返利，日赚300，加微信详聊"]
+    verdicts = engine.check([Message(t) for t in texts])
+    phrases = [next((s.evidence["matched"] for s in v.signals if s.name == "FRAUD_PHRASE"), None) for v in verdicts]
+    assert phrases == [["安全账户"], None, ["刷单返利"]]
+    assert verdicts[1].action.value == "deliver"

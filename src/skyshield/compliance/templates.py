@@ -19,6 +19,7 @@ from typing import Any
 
 from skyshield.compliance.ledger import ConsentLedger, clean_signature
 from skyshield.policy import Policy
+from skyshield.text.rules import fraud_phrase_pattern
 
 PASS, FIX, REJECT = "pass", "fix", "reject"
 _SEVERITY = {PASS: 0, FIX: 1, REJECT: 2}
@@ -106,6 +107,7 @@ class Auditor:
         self.review_p = float(conf["review_probability"])
         self.banned = [(b["name"], [t.lower() for t in b["terms"]]) for b in conf["banned_industries"]]
         self.short_domains = set(policy.section("detectors.structure")["short_link_domains"])
+        self.fraud_phrases = fraud_phrase_pattern(policy.section("detectors.structure")["fraud_phrases"])
 
     def audit(self, items: Sequence[dict[str, Any]]) -> list[TemplateAudit]:
         """Audit templates given as ``{"text", "signature"?, "category"?, "variables"?: {name: kind}}``."""
@@ -150,6 +152,10 @@ class Auditor:
         if is_code and ent.links:
             findings.append(Finding("LINK_IN_CODE_TEMPLATE", REJECT, "one-time-code template with a link",
                                     {"links": [s.text for s in ent.links]}))
+        phrases = sorted(set(self.fraud_phrases.findall(analysis.normalised))) if self.fraud_phrases else []
+        if phrases:
+            findings.append(Finding("FRAUD_PHRASE", REJECT, "uses a phrase only fraud scripts use",
+                                    {"matched": phrases}))
         for cat in ("fraud", "illicit"):
             p = probs.get(cat, 0.0)
             if p >= self.review_p:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hmac
 import json
 import re
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -243,6 +244,17 @@ class VerdictStore(ABC):
 
     # -- shared by the SQL backends ----------------------------------------------------------------
 
+    def _open(self) -> None:
+        """Open the store's connection (shared by threads under ``_lock``) and apply pending migrations;
+        the connection is closed again when they fail."""
+        self._lock = threading.Lock()
+        self._conn = self.connect()
+        try:
+            self.migrate()
+        except BaseException:
+            self._conn.close()
+            raise
+
     def _number(self, number: str) -> str:
         return pseudonymise(number, self._key) if self.pseudonymise_numbers and self._key else number
 
@@ -375,8 +387,9 @@ class VerdictStore(ABC):
     def connect(self) -> Any:
         """A new DB-API connection to the same database, for another area's own tables."""
 
-    @abstractmethod
-    def close(self) -> None: ...
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
 
     def ping(self) -> None:
         """Raise if the database cannot be read (health checks)."""

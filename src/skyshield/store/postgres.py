@@ -14,7 +14,6 @@ PostgreSQL text cannot hold NUL characters: a NUL in a message text is stored as
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -137,13 +136,7 @@ class PostgresStore(VerdictStore):
     def __init__(self, url: str, key: bytes | None, *, pseudonymise_numbers: bool = True):
         super().__init__(key, pseudonymise_numbers=pseudonymise_numbers)
         self.url = url
-        self._lock = threading.Lock()
-        self._conn = self.connect()
-        try:
-            self.migrate()
-        except BaseException:
-            self._conn.close()
-            raise
+        self._open()
 
     # -- connections and schema -------------------------------------------------------------------
 
@@ -255,10 +248,6 @@ class PostgresStore(VerdictStore):
             rows = self._conn.execute(f"SELECT {COLUMNS} FROM verdicts WHERE id = ANY(%s)", (list(ids.values()),))
             by_id = {r[0]: r for r in rows}
         return {(tenant, ext): row_to_stored(by_id[vid], decoded=True) for (_, tenant, ext), vid in ids.items()}
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
 
 
 def _existing_ids(conn: psycopg.Connection, keys: Sequence[tuple[str, str, str]]) -> dict[tuple[str, str, str], int]:

@@ -7,7 +7,6 @@ allocated inside that transaction, so several processes may write to the same fi
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -79,13 +78,7 @@ class SQLiteStore(VerdictStore):
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._conn = self.connect()
-        try:
-            self.migrate()
-        except BaseException:
-            self._conn.close()
-            raise
+        self._open()
 
     # -- connections and schema -------------------------------------------------------------------
 
@@ -198,10 +191,6 @@ class SQLiteStore(VerdictStore):
                 row = self._conn.execute(f"SELECT {COLUMNS} FROM verdicts WHERE id = ?", (vid,)).fetchone()
                 out[(tenant, ext)] = row_to_stored(row, decoded=False)
         return out
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
 
 
 def _split_sql(script: str) -> list[str]:

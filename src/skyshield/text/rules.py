@@ -7,6 +7,7 @@ one, ``[start, end]`` in the original message), ``spans`` (all of them) and ``wh
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from skyshield.engine import BatchContext
@@ -29,9 +30,20 @@ def _evidence(spans: list[Span], why: str, **extra: Any) -> dict[str, Any]:
     return ev
 
 
-def structure_signals(ent: Entities, category: str | None, short_link_domains: frozenset[str]) -> list[Signal]:
-    """The structure signals of one message, given its entities and the text model's category."""
+def fraud_phrase_pattern(phrases: list[str]) -> re.Pattern[str] | None:
+    """One alternation over the policy's fraud phrases (already normalised: simplified, lower case)."""
+    cleaned = sorted({p.strip().lower() for p in phrases if p.strip()}, key=len, reverse=True)
+    return re.compile("|".join(re.escape(p) for p in cleaned)) if cleaned else None
+
+
+def structure_signals(ent: Entities, category: str | None, short_link_domains: frozenset[str],
+                      fraud_phrases: list[str] | None = None) -> list[Signal]:
+    """The structure signals of one message, given its entities, the text model's category and the fraud
+    phrases found in its normalised text."""
     out: list[Signal] = []
+    if fraud_phrases:
+        out.append(Signal("FRAUD_PHRASE", 1.0, {"matched": sorted(set(fraud_phrases)),
+                                                "why": "uses a phrase only fraud scripts use"}))
     if ent.signature is not None:
         out.append(Signal("SIGNATURE", 1.0, _evidence([ent.signature], "sender signature 【…】 present")))
     if ent.opt_out is not None:
@@ -71,10 +83,12 @@ class StructureDetector:
     def __init__(self, policy: Policy):
         section = policy.section("detectors.structure")
         self.short_link_domains = frozenset(str(d).lower() for d in section.get("short_link_domains", []))
+        self.fraud_phrases = fraud_phrase_pattern(list(section.get("fraud_phrases", [])))
 
     def detect(self, ctx: BatchContext) -> list[list[Signal]]:
         results: list[list[Signal]] = []
         for i, analysis in enumerate(ctx.analyses):
             category = ctx.predictions[i].category if i < len(ctx.predictions) else None
-            results.append(structure_signals(analysis.entities, category, self.short_link_domains))
+            phrases = self.fraud_phrases.findall(analysis.normalised) if self.fraud_phrases else None
+            results.append(structure_signals(analysis.entities, category, self.short_link_domains, phrases))
         return results
