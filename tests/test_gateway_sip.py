@@ -45,9 +45,19 @@ def udp_socket() -> socket.socket:
 
 
 def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port free for UDP *and* TCP: sipp with ``-t t1`` binds both, and a port the kernel handed out
+    for UDP can be in use by a TCP socket of another test or process."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.bind(("127.0.0.1", 0))
+            port = u.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+                try:
+                    t.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no loopback port free for both UDP and TCP")
 
 
 def invite(caller: str, port: int, branch: str = "z9hG4bK-test-1", call_id: str = "call-1@test",
