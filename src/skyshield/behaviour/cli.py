@@ -173,8 +173,10 @@ def _profile(args: argparse.Namespace) -> int:
             if tpl:
                 svc.templates_of[s].add(tpl)
     profile = svc.profile(args.number)
-    if not profile["seen"]:
-        print(f"{args.number}: not in these records", file=sys.stderr)
+    known = profile["seen"] or profile["stored_profile"] is not None
+    if not known:
+        print(f"{args.number}: not in these records" + (" nor in the stored profiles" if svc.profiles else ""),
+              file=sys.stderr)
     profile["features"] = {k: round(v, 3) for k, v in profile["features"].items() if v}
     print(json.dumps(profile, indent=2, ensure_ascii=False, default=str))
-    return 0 if profile["seen"] else 1
+    return 0 if known else 1

@@ -19,6 +19,7 @@ import numpy as np
 from skyshield.behaviour.bombing import BombingConfig, BombingDetector
 from skyshield.behaviour.definitions import FEATURE_NAMES
 from skyshield.behaviour.lists import ReputationLists
+from skyshield.behaviour.profiles import MATURITY, Profiles
 from skyshield.behaviour.rotation import RotationConfig, RotationIndex
 from skyshield.behaviour.simbox import SimboxRule
 from skyshield.behaviour.stream import NumberState, StreamFeatures
@@ -63,6 +64,8 @@ class BehaviourService:
             except FileNotFoundError:
                 model = None
         self.model = model
+        #: Per-number profiles from the batch jobs (``profiles`` knob): warm start after a restart.
+        self.profiles: Profiles | None = Profiles.load(cfg["profiles"]) if cfg.get("profiles") else None
         self.numbers_on_device: dict[str, set[str]] = defaultdict(set)
         self.templates_of: dict[str, set[str]] = defaultdict(set)
         # number -> (at, probability, reasons); a list while a batch's predict is pending
@@ -80,6 +83,9 @@ class BehaviourService:
     def observe_call(self, caller: str, callee: str, ts: float, duration: float = 0.0, answered: bool = False,
                      cell: str | None = None, device: str | None = None) -> NumberState:
         self._tick(ts)
+        if self.profiles is not None:
+            self._adopt(caller, ts)
+            self._adopt(callee, ts)
         st = self.stream.add_call(caller, callee, ts, duration, answered, cell, device)
         if device:
             self.numbers_on_device[device].add(caller)
@@ -91,6 +97,9 @@ class BehaviourService:
                         template: str | None = None, code_used: bool | None = None) -> list[Signal]:
         """Feed one message; returns the signals about its sender and recipient."""
         self._tick(ts)
+        if self.profiles is not None:
+            self._adopt(sender, ts)
+            self._adopt(recipient, ts)
         st = self.stream.add_message(sender, recipient, ts)
         if template:
             self.templates_of[sender].add(template)
@@ -129,15 +138,18 @@ class BehaviourService:
         fresh: list[tuple[str, list]] = []
         for sender, recipient, ts, _code, _template in rows:
             self._tick(ts)
+            if self.profiles is not None:
+                self._adopt(sender, ts)
+                self._adopt(recipient, ts)
             st = self.stream.add_message(sender, recipient, ts)
             events = len(st.out) + len(st.sent)
             entry = None
-            if self.model is not None and events >= self.model_min_events:
+            if self.model is not None and self._scorable(sender, events):
                 entry = self._scores.get(sender)
                 if not (entry and ts - entry[0] < self.rescore_every):
                     entry = [ts, 0.0, []]  # filled in after the batch's predict
                     self._scores[sender] = entry
-                    vectors.append(self.stream.vector(sender, ts))
+                    vectors.append(self._vector(sender, ts, events))
                     fresh.append((sender, entry))
             staged.append((st, events, entry, self._sent_count(sender, st, ts)))
         if vectors:
@@ -189,10 +201,10 @@ class BehaviourService:
 
     def _common(self, number: str, st: NumberState, ts: float) -> list[Signal]:
         signals = self._listed_or_linked(number, st, ts)
-        # A number's first few events say little; without an activation table every number starts "new".
+        # A number's first few events say little; without an activation table or a stored profile it starts "new".
         events = len(st.out) + len(st.sent)
-        if self.model is not None and events >= self.model_min_events:
-            prob, reasons = self._score(number, ts)
+        if self.model is not None and self._scorable(number, events):
+            prob, reasons = self._score(number, ts, events)
             self._model_signals(number, prob, reasons, events, ts, signals)
         return signals
 
@@ -224,11 +236,37 @@ class BehaviourService:
         if prob >= self.auto_block and events >= self.auto_block_min_events and number not in self.rotation.blocked:
             self.block(number, f"behaviour model P(fraud)={prob:.2f}", ts)
 
-    def _score(self, number: str, ts: float) -> tuple[float, list]:
+    # --- stored profiles (warm start) ----------------------------------------------------------------
+
+    def _adopt(self, number: str, ts: float) -> None:
+        """A profiled number seen for the first time since start is as old as its profile says (at least)."""
+        if number and number not in self.stream.numbers and number not in self.stream.activation:
+            row = self.profiles.row(number) if self.profiles is not None else None
+            if row is not None:
+                self.stream.activation[number] = ts - float(row[MATURITY]) * 86_400
+
+    def _scorable(self, number: str, events: int) -> bool:
+        return events >= self.model_min_events or (self.profiles is not None and number in self.profiles.index)
+
+    def _vector(self, number: str, ts: float, events: int) -> np.ndarray:
+        """The model input: the live window features once the stream has ``model_min_events`` of the number's
+        own events; before that, its stored profile (the batch job's last 7 days), with the age brought up to now."""
+        live = self.stream.vector(number, ts)
+        row = self.profiles.row(number) if self.profiles is not None and events < self.model_min_events else None
+        if row is None:
+            return live
+        x = row.astype(float)
+        x[MATURITY] = max(x[MATURITY], live[MATURITY])
+        return x
+
+    def _score(self, number: str, ts: float, events: int | None = None) -> tuple[float, list]:
         cached = self._scores.get(number)
         if cached and ts - cached[0] < self.rescore_every:
             return cached[1], cached[2]
-        x = self.stream.vector(number, ts)
+        if events is None:
+            st = self.stream.numbers.get(number)
+            events = len(st.out) + len(st.sent) if st is not None else 0
+        x = self._vector(number, ts, events)
         prob = float(self.model.predict(x)[0])
         reasons = self.model.explain(x, top=5)[0] if prob >= self.score_min else []
         self._scores[number] = (ts, prob, reasons)
@@ -268,10 +306,15 @@ class BehaviourService:
         st = self.stream.numbers.get(number)
         at = ts if ts is not None else self.stream.last_ts
         feats = self.stream.features(number, at)
+        stored = self.profiles.info(number) if self.profiles is not None else None
         out: dict[str, Any] = {"number": number, "seen": st is not None, "features": feats,
-                               "lists": self.lists.lookup(number), "blocked": self.rotation.blocked.get(number)}
-        if self.model is not None and st is not None:
-            x = [feats[k] for k in FEATURE_NAMES]
+                               "lists": self.lists.lookup(number), "blocked": self.rotation.blocked.get(number),
+                               "stored_profile": stored}
+        if self.model is not None and (st is not None or stored is not None):
+            events = len(st.out) + len(st.sent) if st is not None else 0
+            x = self._vector(number, at, events) if stored is not None else [feats[k] for k in FEATURE_NAMES]
+            if stored is not None and events < self.model_min_events:
+                out["scored_from"] = "stored profile"
             prob = float(self.model.predict(x)[0])
             out["fraud_probability"] = round(prob, 4)
             out["reasons"] = [str(r) for r in self.model.explain(x, top=5)[0]]
