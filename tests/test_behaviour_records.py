@@ -65,3 +65,11 @@ def test_unreadable_files_give_clear_errors(tmp_path: Path) -> None:
     (tmp_path / "broken.parquet").write_bytes(b"not parquet")
     with pytest.raises(ValueError, match="cannot read as Parquet"):
         read_calls(tmp_path / "broken.parquet")
+
+
+def test_optional_columns_may_be_absent(tmp_path: Path) -> None:
+    path = tmp_path / "calls.csv"
+    path.write_text("caller,callee,start\n13800000001,13900000002,2026-11-23 10:00:00\n", encoding="utf-8")
+    result = read_calls(path)
+    assert result.rejects == []
+    assert result.frame.height == 1 and result.frame["caller"][0] == "13800000001"

@@ -138,7 +138,7 @@ def _validate(raw: pl.DataFrame, schema: dict[str, pl.DataType], required: tuple
             pl.when(present & value.is_null()).then(
                 pl.lit(f"{name} is not a valid {_kind(dtype)}: ") + col.cast(pl.String).str.slice(0, 40))
         )
-    if "duration" in schema:
+    if "duration" in schema and "duration" in df.columns:
         problems.append(pl.when(pl.col("duration").cast(pl.Float64, strict=False) < 0).then(pl.lit("duration < 0")))
     if "direction" in schema and "direction" in df.columns:
         d = pl.col("direction").cast(pl.String).str.strip_chars().str.to_lowercase()
