@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 $(BIN)/skyshield: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,spark]'
 	touch $(BIN)/skyshield
 
 setup: $(BIN)/skyshield
