@@ -128,7 +128,7 @@ class Verdict:
     def reasons(self) -> list[str]:
         """Human-readable reasons, strongest first."""
         ordered = sorted(self.signals, key=lambda s: -abs(s.points))
-        return [describe_signal(s) for s in ordered if s.points or s.name.startswith("CATEGORY")]
+        return [describe_signal(s) for s in ordered if s.points]
 
     def to_dict(self, top_signals: int | None = None) -> dict[str, Any]:
         signals = sorted(self.signals, key=lambda s: -abs(s.points))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -108,6 +108,8 @@ class Policy:
 
     data: dict[str, Any]
     source: str = "<defaults>"
+    #: ``[actions]`` thresholds, most severe action first; set by ``validate``.
+    _ladder: list[tuple[float, Action]] = field(default_factory=list, init=False, repr=False)
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> Policy:
@@ -140,6 +142,7 @@ class Policy:
         for name in actions:
             if name not in {a.value for a in Action}:
                 raise PolicyError(f"{self.source}: [actions] '{name}' is not an action")
+        self._ladder = sorted(((float(t), Action(n)) for n, t in actions.items()), key=lambda ta: -ta[1].severity)
         for cat, action in self.data["categories"].items():
             if action not in {a.value for a in Action}:
                 raise PolicyError(f"{self.source}: categories.{cat} = {action!r} is not an action")
@@ -152,16 +155,6 @@ class Policy:
 
     def weight(self, signal_name: str) -> float:
         return float(self.data["signals"].get(signal_name, 0.0))
-
-    def _ladder(self) -> list[tuple[float, Action]]:
-        """``[actions]`` thresholds, most severe action first; sorted once, again only if the table changed."""
-        actions = self.data["actions"]
-        key = tuple(actions.items())
-        cached = self.__dict__.get("_ladder_cache")
-        if cached is None or cached[0] != key:
-            ladder = sorted(((float(t), Action(n)) for n, t in key), key=lambda ta: -ta[1].severity)
-            cached = self.__dict__["_ladder_cache"] = (key, ladder)
-        return cached[1]
 
     def decide(
         self,
@@ -180,7 +173,7 @@ class Policy:
             total += signal.points
         action = Action.DELIVER
         # Thresholds: the most severe action whose threshold the score reaches.
-        for threshold, name in self._ladder():
+        for threshold, name in self._ladder:
             if total >= threshold:
                 action = name
                 break
