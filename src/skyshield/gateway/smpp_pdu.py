@@ -210,16 +210,23 @@ class ShortMessage:
         return head + b"".join(struct.pack(">HH", t, len(v)) + v for t, v in self.tlvs.items())
 
 
-def parse_short_message(body: bytes) -> ShortMessage:
-    r = BodyReader(body)
+def _read_addresses(r: BodyReader, addr_max: int) -> ShortMessage:
+    """service_type, then source and destination (ton, npi, address): the head submit_sm, deliver_sm and data_sm
+    share; only the address length differs (21 octets, 65 in data_sm)."""
     sm = ShortMessage()
     sm.service_type = r.cstring(6, "service_type")
     sm.source_addr_ton = r.u8("source_addr_ton")
     sm.source_addr_npi = r.u8("source_addr_npi")
-    sm.source_addr = r.cstring(21, "source_addr")
+    sm.source_addr = r.cstring(addr_max, "source_addr")
     sm.dest_addr_ton = r.u8("dest_addr_ton")
     sm.dest_addr_npi = r.u8("dest_addr_npi")
-    sm.destination_addr = r.cstring(21, "destination_addr")
+    sm.destination_addr = r.cstring(addr_max, "destination_addr")
+    return sm
+
+
+def parse_short_message(body: bytes) -> ShortMessage:
+    r = BodyReader(body)
+    sm = _read_addresses(r, 21)
     sm.esm_class = r.u8("esm_class")
     sm.protocol_id = r.u8("protocol_id")
     sm.priority_flag = r.u8("priority_flag")
@@ -240,14 +247,7 @@ def parse_short_message(body: bytes) -> ShortMessage:
 def parse_data_sm(body: bytes) -> ShortMessage:
     """A data_sm body in the ShortMessage shape: the text travels in the message_payload TLV."""
     r = BodyReader(body)
-    sm = ShortMessage()
-    sm.service_type = r.cstring(6, "service_type")
-    sm.source_addr_ton = r.u8("source_addr_ton")
-    sm.source_addr_npi = r.u8("source_addr_npi")
-    sm.source_addr = r.cstring(65, "source_addr")
-    sm.dest_addr_ton = r.u8("dest_addr_ton")
-    sm.dest_addr_npi = r.u8("dest_addr_npi")
-    sm.destination_addr = r.cstring(65, "destination_addr")
+    sm = _read_addresses(r, 65)
     sm.esm_class = r.u8("esm_class")
     sm.registered_delivery = r.u8("registered_delivery")
     sm.data_coding = r.u8("data_coding")
