@@ -35,3 +35,17 @@ def engine(tmp_path_factory):
         mp.setenv("SKYSHIELD_DB", f"sqlite:///{tmp_path_factory.mktemp('engine') / 'engine.db'}")
         mp.delenv("SKYSHIELD_KEY_FILE", raising=False)
         yield build_engine(None)
+
+
+@pytest.fixture(scope="module")
+def api_client(engine, tmp_path_factory):
+    """A TestClient on the real app (real engine, SQLite store in a temp folder) that returns 500s as responses."""
+    from fastapi.testclient import TestClient
+
+    from skyshield.api.app import create_app
+    from skyshield.config import load_settings
+
+    folder = tmp_path_factory.mktemp("api")
+    app = create_app(None, load_settings(f"sqlite:///{folder / 'api.db'}"), engine=engine)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client

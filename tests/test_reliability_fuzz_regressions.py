@@ -31,22 +31,8 @@ def test_every_target_has_seeds():
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory):
-    try:
-        import skyshield.text.classify  # noqa: F401
-    except ModuleNotFoundError as exc:
-        pytest.skip(f"the text model is not in the tree yet ({exc.name})")
-    from fastapi.testclient import TestClient
-
-    from skyshield.api.app import create_app
-    from skyshield.config import load_settings
-
-    folder = tmp_path_factory.mktemp("fuzzapi")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SKYSHIELD_DB", f"sqlite:///{folder / 'engine.db'}")
-        app = create_app(None, load_settings(f"sqlite:///{folder / 'api.db'}"))
-    with TestClient(app, raise_server_exceptions=False) as c:
-        yield c
+def client(api_client):
+    return api_client
 
 
 def test_a_lone_surrogate_in_one_text_does_not_sink_the_batch(client):

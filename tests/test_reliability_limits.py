@@ -27,22 +27,8 @@ ADVERSARIAL = [
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory):
-    try:
-        import skyshield.text.classify  # noqa: F401
-    except ModuleNotFoundError as exc:
-        pytest.skip(f"the text model is not in the tree yet ({exc.name})")
-    from fastapi.testclient import TestClient
-
-    from skyshield.api.app import create_app
-    from skyshield.config import load_settings
-
-    folder = tmp_path_factory.mktemp("limits")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SKYSHIELD_DB", f"sqlite:///{folder / 'engine.db'}")
-        app = create_app(None, load_settings(f"sqlite:///{folder / 'api.db'}"))
-    with TestClient(app, raise_server_exceptions=False) as c:
-        yield c
+def client(api_client):
+    return api_client
 
 
 def _answered_within(seconds: float, call):
