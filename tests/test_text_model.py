@@ -126,6 +126,19 @@ def test_prediction_does_not_depend_on_batch_neighbours(model):
         assert a == pytest.approx(b)
 
 
+def test_explanation_does_not_depend_on_batch_neighbours(model):
+    # Every digit reads as 0, so number-heavy texts have many equally strong n-grams; which of them
+    # a message's reasons name must not depend on what else was in its batch.
+    texts = ["07732584351 - Rodger Burns - MSG = We tried to call you re your reply to our sms for a free phone",
+             "PRIVATE! Your 2004 Account Statement for 07742676969 shows 786 unredeemed Bonus Points. Call 08719180248",
+             "Text & meet someone sexy today. U can find a date or even flirt its up to U. Join 4 just 10p",
+             "澳门娱乐城首存送彩金，百家乐真人荷官 www.am88.vip", "晚上一起吃饭吗？", "免费领取 " * 20]
+    alone = [model.predict(analyse_batch([t]))[0].top_terms for t in texts]
+    together = [p.top_terms for p in model.predict(analyse_batch(texts))]
+    assert any(alone)
+    assert alone == together
+
+
 def test_empty_batch(model):
     assert model.predict([]) == []
 

@@ -50,7 +50,7 @@ CHUNK = 4096
 _EXPLAIN_ROWS = 400
 _CANDIDATES = 24
 _PHRASE_CHARS = 8
-_EXPLAIN_GROUP = 512
+_VALUE_MASK = (1 << 31) - 1  # a positive float32's bits
 _PROMOTION, _FRAUD, _ILLICIT = Category.PROMOTION.value, Category.FRAUD.value, Category.ILLICIT.value
 _ZERO_PROBS = {c.value: 0.0 for c in Category}
 _SUB_NAMES = [s.split("/")[1] for s in SUBTYPES]
@@ -262,53 +262,63 @@ class TextModel:
         """For each message in ``which``, the n-grams that pushed its ``target`` head hardest against
         ham (against promotion when the target is ham), strongest first.
 
-        Vectorised: the messages' rows are laid out as a padded (messages, rows, columns) block, and
-        ``argpartition`` picks each message's strongest candidates; only those become strings.
+        Vectorised over the batch: every explained message's rows (its first _EXPLAIN_ROWS) form one flat
+        block, each positive contribution becomes one int64 sort key (message, value, position), and one
+        ``np.sort`` ranks every message's candidates at once; only the _CANDIDATES best per message
+        become Python numbers. Equal contributions (digits all read as 0, so "00" n-grams repeat) rank by
+        position, so a message gets the same explanation alone or in any batch.
         """
         out: dict[int, list[tuple[str, float]]] = {}
         if len(which) == 0:
             return out
-        counts = feats.row_offsets[which + 1] - feats.row_offsets[which]
-        if len(which) > _EXPLAIN_GROUP:  # similar lengths together, so padding wastes little
-            order = np.argsort(counts, kind="stable")
-            for g in range(0, len(which), _EXPLAIN_GROUP):
-                part = order[g:g + _EXPLAIN_GROUP]
-                out.update(self._explain_batch(feats, which[part], targets[part], top))
-            return out
-        width = int(min(counts.max(), _EXPLAIN_ROWS))
-        grid = feats.row_offsets[which][:, None] + np.arange(width)[None, :]
-        valid = np.arange(width)[None, :] < counts[:, None]
-        b = feats.buckets[np.where(valid, grid, 0)]                           # (k, width, COLUMNS)
-        b[~valid] = 0
-        w = self.cat_q[b]                                                      # (k, width, COLUMNS, 4) int8
+        first = feats.row_offsets[which]
+        counts = np.minimum(feats.row_offsets[which + 1] - first, _EXPLAIN_ROWS)
+        block = np.zeros(len(which), dtype=np.int64)              # where each message starts in the block
+        np.cumsum(counts[:-1], out=block[1:])
+        n_rows = int(counts.sum())
+        rows = np.repeat(first - block, counts) + np.arange(n_rows)
+        b = feats.buckets[rows]                                     # (n_rows, COLUMNS)
+        packed = self._cat_packed[b]                                # 4 int8 weights in one int32
         other = np.where(targets == 0, 1, 0)
-        w_target = np.take_along_axis(w, targets[:, None, None, None], axis=3)[..., 0]
-        w_other = np.take_along_axis(w, other[:, None, None, None], axis=3)[..., 0]
-        contrib = (w_target * self.cat_scale[targets][:, None, None] - w_other * self.cat_scale[other][:, None, None])
-        contrib *= (feats.scale[which] * self.temperature[feats.han[which].astype(np.intp)])[:, None, None]
-        contrib[b == 0] = -np.inf
-        flat = contrib.reshape(len(which), -1)
-        n_cand = min(_CANDIDATES, flat.shape[1])
-        cand = np.argpartition(-flat, n_cand - 1, axis=1)[:, :n_cand]
-        values = np.take_along_axis(flat, cand, axis=1)
-        order = np.argsort(-values, axis=1)
-        cand = np.take_along_axis(cand, order, axis=1)
-        values = np.take_along_axis(values, order, axis=1)
+        # Byte k of the packed int32 is head k (little-endian); the int8 cast keeps that byte, signed.
+        shift_t = np.repeat(8 * (targets if np.little_endian else 3 - targets), counts)[:, None]
+        shift_o = np.repeat(8 * (other if np.little_endian else 3 - other), counts)[:, None]
+        w_target = (packed >> shift_t).astype(np.int8)
+        w_other = (packed >> shift_o).astype(np.int8)
+        # The same float32 arithmetic, element for element, as scoring the message would do.
+        contrib = (w_target * np.repeat(self.cat_scale[targets], counts)[:, None]
+                   - w_other * np.repeat(self.cat_scale[other], counts)[:, None])
+        contrib *= np.repeat(feats.scale[which] * self.temperature[feats.han[which].astype(np.intp)], counts)[:, None]
+        # Only positive contributions are ever shown. A positive float32's bit pattern orders like its
+        # value, so (message, value descending, position ascending) packs into one int64 that sorts
+        # ascending: 12 bits of message (< CHUNK), 31 of value, 11 of position (< _EXPLAIN_ROWS * COLUMNS).
+        pos = np.flatnonzero((contrib > 0).ravel() & (b != 0).ravel())
+        msg = np.repeat(np.arange(len(which), dtype=np.int64), counts * COLUMNS)[pos]
+        local = pos - np.repeat(block * COLUMNS, counts * COLUMNS)[pos]
+        bits = contrib.ravel()[pos].view(np.int32).astype(np.int64)
+        key = np.sort((msg << 42) | ((_VALUE_MASK - bits) << 11) | local)
+        msg = key >> 42
+        seg = np.searchsorted(msg, np.arange(len(which) + 1))         # each message's run of candidates
+        rank = np.arange(len(key)) - seg[msg]
+        key = key[rank < _CANDIDATES]
+        msg = key >> 42
+        seg = np.searchsorted(msg, np.arange(len(which) + 1))
+        values = (_VALUE_MASK - ((key >> 11) & _VALUE_MASK)).astype(np.int32).view(np.float32)
+        local = key & 2047
         # Where each candidate sits in its text: char n-grams start at their row, words and bigrams
         # end there (their start row is kept by featurise).
         n_char = len(CHAR_ORDERS)
-        rows, col = np.divmod(cand, COLUMNS)
-        base = feats.row_offsets[which][:, None]
-        starts = np.where(col < n_char, rows, np.where(col == n_char, feats.word_starts[base + rows],
-                                                       feats.bigram_starts[base + rows]) - base)
-        ends = np.where(col < n_char, rows + np.asarray(CHAR_ORDERS + (1, 1))[col], rows + 1)
-        keep = values > 0
+        row, col = np.divmod(local, COLUMNS)
+        base = first[msg]
+        starts = np.where(col < n_char, row, np.where(col == n_char, feats.word_starts[base + row],
+                                                      feats.bigram_starts[base + row]) - base)
+        ends = np.where(col < n_char, row + np.asarray(CHAR_ORDERS + (1, 1))[col], row + 1)
+        spans = list(zip(starts.tolist(), ends.tolist(), values.tolist(), strict=True))
         pad = "\x03" * (_PAD + 1)
-        for m, st, en, va, ok in zip(which.tolist(), starts.tolist(), ends.tolist(), values.tolist(),
-                                     keep.tolist(), strict=True):
-            spans = [(s0, e0, v) for s0, e0, v, good in zip(st, en, va, ok, strict=True) if good]
+        bounds = seg.tolist()
+        for k, m in enumerate(which.tolist()):
             text = "\x02" + feats.texts[m] + pad
-            out[m] = [(g, round(v, 3)) for g, v in _phrases(text, spans, top)]
+            out[m] = [(g, round(v, 3)) for g, v in _phrases(text, spans[bounds[k]:bounds[k + 1]], top)]
         return out
 
     # ------------------------------------------------------------------ persistence
