@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+import time
 
 import pytest
 import smpplib.client
@@ -485,3 +486,74 @@ def test_data_sm_is_judged_like_submit_sm(gateway):
     assert [r.text for r in gw.smsc.received] == ["会议改到下午三点"]
     assert [m.text for m in gw.engine.seen] == ["请立即将资金转入安全账户", "会议改到下午三点"]
     raw.close()
+
+
+def test_fake_ok_block_sends_a_delivered_receipt_when_the_sender_asked_for_one(gateway):
+    gw = gateway('[gateway.smpp]\nblock_response = "fake_ok"\nfake_receipt_delay = "0s"\n')
+    client = gw.client("transceiver")
+    client.send_message(source_addr="10690001", destination_addr="13800138000", short_message=b"verify your account",
+                        registered_delivery=True)
+    client.send_message(source_addr="10690001", destination_addr="13800138000", short_message=b"verify your account",
+                        registered_delivery=False)
+    answers = read_answers(client, 2)
+    assert [a.status for a in answers] == [0, 0]
+    while not client.delivered:
+        client.read_once()
+    (receipt,) = client.delivered
+    message_id = answers[0].message_id.decode()
+    assert receipt.esm_class == P.ESM_DELIVERY_RECEIPT
+    assert (receipt.source_addr, receipt.destination_addr) == (b"13800138000", b"10690001")
+    assert receipt.receipted_message_id.rstrip(b"\0").decode() == message_id
+    body = receipt.short_message.decode()
+    assert body.startswith(f"id:{message_id} sub:001 dlvrd:001 submit date:")
+    assert " stat:DELIVRD err:000 text:verify your account" in body
+    assert gw.smsc.received == []  # nothing was delivered
+    client.send_message(source_addr="10690001", destination_addr="13800138000", short_message=b"hi")
+    read_answers(client, 3)
+    assert len(client.delivered) == 1  # only the message that asked for a receipt got one
+
+
+def test_fake_ok_receipt_goes_to_the_tenants_receiver_bind(gateway):
+    gw = gateway('[gateway.smpp]\nblock_response = "fake_ok"\nfake_receipt_delay = "0s"\n')
+    sender = gw.client("transmitter")
+    receiver = gw.client("receiver")
+    sender.send_message(source_addr="10690001", destination_addr="13800138000", short_message=b"verify your account",
+                        registered_delivery=True)
+    (answer,) = read_answers(sender, 1)
+    while not receiver.delivered:
+        receiver.read_once()
+    assert receiver.delivered[0].receipted_message_id.rstrip(b"\0") == answer.message_id
+
+
+def test_opt_out_reply_gets_one_confirmation_sent_upstream(loop, tmp_path):
+    ledger_mod = pytest.importorskip("skyshield.compliance.ledger", reason="compliance ledger not installed")
+    from skyshield.gateway.replies import OptOutReplies
+
+    ledger = ledger_mod.ConsentLedger(tmp_path / "consent.db", b"k" * 32)
+    policy = Policy.from_text(TENANTS)
+    hook = OptOutReplies(ledger, policy)
+    smsc = SmscSimulator()
+    firewall = Firewall(policy, KeywordEngine(), loop.run(smsc.start()), on_reply=hook)
+    port = loop.run(firewall.start("127.0.0.1", 0))[1]
+    client = smpplib.client.Client("127.0.0.1", port, timeout=5, allow_unknown_opt_params=True)
+    got = []
+    client.set_message_received_handler(lambda pdu: got.append(pdu))
+    try:
+        client.connect()
+        client.bind_transceiver(system_id="acme", password="secret")
+        for n, text in enumerate(("退订", "退订", "when does the sale end?"), 1):  # the 2nd is already on record
+            fut = asyncio.run_coroutine_threadsafe(smsc.deliver("acme", "13800138000", "10690001", text), loop.loop)
+            while len(got) < n:
+                client.read_once()
+            assert fut.result(5) == 0
+        assert wait_for(lambda: len(smsc.received) >= 1)
+        time.sleep(0.3)  # a second confirmation would have arrived by now
+        (confirmation,) = smsc.received
+        assert (confirmation.sm.source_addr, confirmation.sm.destination_addr) == ("10690001", "13800138000")
+        assert confirmation.text == "您已成功退订，将不再收到我们的营销短信。"  # confirm_zh; no signature on record
+    finally:
+        client.disconnect()
+        loop.run(firewall.close())
+        loop.run(smsc.close())
+        hook.close()
+        ledger.close()

@@ -67,6 +67,7 @@ class Channel(StrEnum):
     SMPP = "smpp"
     FILE = "file"
     REPLY = "reply"  # mobile-originated replies (opt-outs, reports)
+    CALL = "call"  # a screened call attempt (SIP): sender = caller, recipient = callee, no text
 
 
 def utcnow() -> datetime:

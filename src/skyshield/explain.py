@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from skyshield.events import Verdict
+from skyshield.events import Channel, Verdict
 from skyshield.store.base import StoredVerdict
 
 TOP_SIGNALS = 5
@@ -60,15 +60,19 @@ def format_stored(stored: StoredVerdict) -> str:
     """Everything behind a stored verdict: the message, the decision, and every signal with its evidence."""
     v = stored.verdict
     numbers = "pseudonymised" if stored.numbers_pseudonymised else "as written"
-    lines = [
-        f"verdict {stored.id}, stored {stored.stored_at:%Y-%m-%d %H:%M:%S} UTC, model {v.model_version or '(none)'}",
-        "",
-        "message",
-        f"  text:      {stored.text if stored.text is not None else '(removed by retention)'}",
-        f"  sender:    {stored.sender or '-'}   recipient: {stored.recipient or '-'}   (numbers {numbers})",
-        f"  sent:      {stored.time:%Y-%m-%d %H:%M:%S %Z}   tenant: {stored.tenant}   channel: {stored.channel.value}"
-        + (f"   id: {stored.external_id}" if stored.external_id else ""),
-        "",
+    head = f"verdict {stored.id}, stored {stored.stored_at:%Y-%m-%d %H:%M:%S} UTC, model {v.model_version or '(none)'}"
+    where = (f"tenant: {stored.tenant}   channel: {stored.channel.value}"
+             + (f"   id: {stored.external_id}" if stored.external_id else ""))
+    if stored.channel is Channel.CALL:  # a screened call has no text: who called whom, and when
+        lines = [head, "", "call",
+                 f"  caller:    {stored.sender or '-'}   callee: {stored.recipient or '-'}   (numbers {numbers})",
+                 f"  started:   {stored.time:%Y-%m-%d %H:%M:%S %Z}   {where}", ""]
+    else:
+        lines = [head, "", "message",
+                 f"  text:      {stored.text if stored.text is not None else '(removed by retention)'}",
+                 f"  sender:    {stored.sender or '-'}   recipient: {stored.recipient or '-'}   (numbers {numbers})",
+                 f"  sent:      {stored.time:%Y-%m-%d %H:%M:%S %Z}   {where}", ""]
+    lines += [
         "decision",
         f"  action:    {v.action.value}",
         f"  category:  {_category_line(v)}",

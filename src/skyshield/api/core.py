@@ -314,7 +314,8 @@ def get_verdict(verdict_id: int, store: StoreDep, request: Request) -> Response:
 @router.get(
     "/v1/verdicts",
     summary="Recent stored verdicts, newest first",
-    description="Filter by sender or recipient (the number as written), action, category, tenant and time; "
+    description="Filter by sender or recipient (the number as written; a call's caller and callee), action, "
+    "category, tenant, channel (`call` for screened calls) and time; "
     "page backwards with `before_id` (the `next_before_id` of the previous page).",
     response_model=None,
     tags=["verdicts"],
@@ -327,6 +328,7 @@ def list_verdicts(
     action: Action | None = None,
     category: Category | None = None,
     tenant: str | None = None,
+    channel: Channel | None = None,
     since: Annotated[datetime | None, Query(description="Stored at or after (ISO 8601).")] = None,
     until: Annotated[datetime | None, Query(description="Stored before (ISO 8601).")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
@@ -342,10 +344,12 @@ def list_verdicts(
         until=until,
         limit=limit,
         before_id=before_id,
+        channel=channel.value if channel else None,
     )
     rows = []
     for s in found:
-        row = {"stored_at": s.stored_at.isoformat(), "message_id": s.external_id, "tenant": s.tenant}
+        row = {"stored_at": s.stored_at.isoformat(), "message_id": s.external_id, "tenant": s.tenant,
+               "channel": s.channel.value}
         row.update(verdict_summary(s.verdict))
         rows.append(row)
     next_before = found[-1].id if len(found) == limit else None

@@ -26,7 +26,7 @@ from skyshield.console.charts import hbars, stacked_bars
 from skyshield.disposal.blocks import KINDS, BlockError
 from skyshield.disposal.review import LABELS, ReviewError
 from skyshield.disposal.schema import iso
-from skyshield.events import Category
+from skyshield.events import Category, Channel
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 COOKIE = "skyshield_console"
@@ -204,10 +204,17 @@ async def dashboard(request: Request) -> Response:
 # ------------------------------------------------------------------------------------- search
 
 
+def _content(stored: Any) -> str:
+    """What a verdict was about, as one line: the text, or for a screened call who called whom."""
+    if stored.channel is Channel.CALL:
+        return f"call 电话 {stored.sender[:14] or '-'} → {stored.recipient[:14] or '-'}"
+    return stored.text if stored.text is not None else "(text removed by retention)"
+
+
 def _verdict_rows(items: list[Any]) -> list[list[str]]:
     return [[f'<a href="/console/verdicts/{s.id}">#{s.id}</a>', escape(s.time.isoformat(timespec="seconds")),
              _action(s.verdict.action.value), escape(s.verdict.category.value), f"{s.verdict.score:.1f}",
-             escape((s.text or "(text removed by retention)")[:80])] for s in items]
+             escape(_content(s)[:80])] for s in items]
 
 
 @router.get("/search")
@@ -255,12 +262,18 @@ async def verdict_page(request: Request, verdict_id: int) -> Response:
     campaign = f'<a href="/console/campaigns/{cid}">campaign {cid}</a>' if cid else "none"
     reports = disposal.db.rows("SELECT id, received_at, channel FROM disposal_reports WHERE verdict_id = ?",
                                (stored.id,))
-    body = (f'<div class="panel"><p><b>Text 内容:</b> {escape(stored.text or "(removed by retention)")}</p>'
+    if stored.channel is Channel.CALL:
+        what = (f'<b>Call 电话:</b> <span class="mono">{escape(stored.sender)}</span> → <span class="mono">'
+                f'{escape(stored.recipient)}</span> (SIP Call-ID {escape(stored.external_id or "-")})')
+    else:
+        what = f'<b>Text 内容:</b> {escape(stored.text or "(removed by retention)")}'
+    body = (f'<div class="panel"><p>{what}</p>'
             f'<p><b>Action:</b> {_action(v.action.value)} · <b>category</b> {escape(v.category.value)}'
             f'{" / " + escape(v.subtype) if v.subtype else ""} · <b>score</b> {v.score:.2f} · <b>unwanted</b> '
             f'{v.unwanted:.2f} · <b>model</b> {escape(v.model_version)}</p>'
             f'<p><b>Sender</b> <span class="mono">{escape(stored.sender)}</span> · <b>tenant</b> '
-            f'{escape(stored.tenant)} · <b>time</b> {escape(stored.time.isoformat())} · <b>campaign</b> {campaign} · '
+            f'{escape(stored.tenant)} · <b>channel</b> {escape(stored.channel.value)}'
+            f' · <b>time</b> {escape(stored.time.isoformat())} · <b>campaign</b> {campaign} · '
             f'<b>reports</b> {len(reports)}</p></div>'
             f'<h2>Why 原因</h2><ol>{reasons}</ol><h2>Signals and evidence 信号与证据</h2>{signals}')
     return _page(f"Verdict #{stored.id}", body, user)

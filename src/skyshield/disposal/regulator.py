@@ -21,6 +21,8 @@ from skyshield.disposal.schema import DisposalDB, iso
 
 _SIGNATURE = re.compile(r"^\s*[【\[]([^】\]]{1,24})[】\]]|[【\[]([^】\]]{1,24})[】\]]\s*$")
 NO_SIGNATURE = "(none)"
+#: The row screened calls are counted in (they have no text, so no signature).
+CALLS = "(calls 电话)"
 ACTIONS = ["deliver", "tag", "fold", "hold", "block"]
 CATEGORIES = ["personal", "notification", "verification", "promotion", "fraud", "illicit"]
 DELIVERED = {"deliver", "tag", "fold"}
@@ -80,12 +82,12 @@ def build(db: DisposalDB, tenant: str, start: datetime, end: datetime, *, top: i
 
     offenders: dict[str, Counter] = defaultdict(Counter)
     args = (tenant, iso(start), iso(end))
-    verdicts = db.rows("SELECT id, sender, recipient, text, action, category, msg_time FROM verdicts"
+    verdicts = db.rows("SELECT id, channel, sender, recipient, text, action, category, msg_time FROM verdicts"
                        " WHERE tenant = ? AND msg_time >= ? AND msg_time < ?", args)
     sig_of_verdict: dict[int, str] = {}
     sends: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)  # (recipient, sig) -> [(time, action)]
     for v in verdicts:
-        sig = signature_of(v["text"])
+        sig = CALLS if v["channel"] == "call" else signature_of(v["text"])
         sig_of_verdict[v["id"]] = sig
         r = row(sig)
         r.messages += 1

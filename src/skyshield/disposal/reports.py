@@ -79,8 +79,9 @@ class Reports:
                 (iso(), iso(when), tenant, channel, self.db.pseudonym(reporter), sender_pseudo, mask_number(sender),
                  text, stored.id if stored else None, campaign_id,
                  stored.verdict.action.value if stored else None, note))
-            if stored is not None and stored.verdict.action.value in {"deliver", "tag"}:
-                # The engine let it through and a person says it is unwanted: a reviewer should look.
+            if stored is not None and stored.verdict.action.value in {"deliver", "tag"} and stored.channel != "call":
+                # The engine let it through and a person says it is unwanted: a reviewer should look (the review
+                # queue labels texts for the text model; a call has none, its report still counts against the caller).
                 conn.execute(
                     "INSERT INTO disposal_review (verdict_id, report_id, source, tenant, text, sender, action,"
                     " category, unwanted, created_at) VALUES (?, ?, 'reported', ?, ?, ?, ?, ?, ?, ?)"
@@ -100,7 +101,7 @@ class Reports:
                 raise ReportError(f"verdict_id: there is no verdict {verdict_id}")
             return stored
         if message_id:
-            for channel in ("api", "smpp", "file", "sms"):
+            for channel in ("api", "smpp", "file", "sms", "call"):  # a call's message id is its SIP Call-ID
                 found = store.find_external([(tenant, message_id)], channel=channel)
                 if found:
                     return next(iter(found.values()))

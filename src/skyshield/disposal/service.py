@@ -51,7 +51,8 @@ class Disposal:
                 after = int(self.db.state(WATERMARK, "0"))
                 rows = self.db.rows(
                     "SELECT id, msg_time AS time, tenant, sender, text, action, category, unwanted FROM verdicts"
-                    " WHERE id > ? AND text IS NOT NULL ORDER BY id LIMIT ?", (after, BATCH))
+                    # calls have no text to cluster into campaigns or to label for the text model
+                    " WHERE id > ? AND text IS NOT NULL AND channel <> 'call' ORDER BY id LIMIT ?", (after, BATCH))
                 if not rows:
                     break
                 try:

@@ -8,8 +8,15 @@ its outcome (answered, duration) goes back to the screener, which learns callers
 
 Requests from the next hop (the callee side) are routed by their Request-URI; everything else goes
 to the next hop. Retransmitted INVITEs get the same decision without being screened again, and the
-ACK / CANCEL for a call the proxy refused itself stop at the proxy. Every decision is logged, and
-written to a JSON-lines decision log when the policy names one.
+ACK / CANCEL for a call the proxy refused itself stop at the proxy. Every decision is recorded in the
+store (channel ``call``, through the gateways' write-behind :class:`~skyshield.gateway.recording.Recorder`),
+logged, and written to a JSON-lines decision log when the policy names one.
+
+Overload: the proxy reads its UDP socket itself, many datagrams per wake-up, with the kernel's receive time
+of each (``SO_TIMESTAMPNS``). A new INVITE that waited in the socket longer than ``overload_delay_ms`` is
+answered ``503 Service Unavailable`` with ``Retry-After`` at once, unscreened and unrecorded (it was never
+judged), while the messages of calls already in progress go on as usual: throughput stays near what one
+core can do instead of melting down under sipp's / the callers' retransmissions.
 """
 
 from __future__ import annotations
@@ -21,19 +28,32 @@ import json
 import logging
 import os
 import re
+import socket
+import struct
+import sys
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from skyshield.events import Action, Call, Verdict
+from skyshield.events import Action, Call, Category, Signal, Verdict
 from skyshield.gateway import sip_message as S
+from skyshield.gateway.recording import call_message
 from skyshield.policy import Policy, PolicyError, parse_duration
 
 log = logging.getLogger("skyshield.gateway.sip")
 
 REASONS = {603: "Decline", 607: "Unwanted"}
+#: The signal a call's record carries when it could not be screened (fail open / closed per policy).
+SCREENING_UNAVAILABLE = "SCREENING_UNAVAILABLE"
+#: Datagrams read per wake-up of the event loop before TCP and timers get their turn.
+READ_BURST = 64
+# SO_TIMESTAMPNS (socket(7)): the kernel's receive time of each datagram, as ancillary data. Python 3.11 does
+# not name it; 35 is its value in Linux's generic socket ABI (x86-64, arm64). Elsewhere: no overload control.
+_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35 if sys.platform == "linux" else None)
+_TIMESPEC = struct.Struct("@ll")
+_ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size)
 
 
 class CallScreener(Protocol):
@@ -50,6 +70,9 @@ class SipSettings:
     decision_log: str = ""
     tenant: str = "default"
     tcp: bool = True
+    receive_buffer: int = 4 << 20
+    overload_delay: float = 0.1
+    retry_after: int = 5
 
     @classmethod
     def from_policy(cls, policy: Policy) -> SipSettings:
@@ -75,25 +98,44 @@ class SipSettings:
             decision_log=s["decision_log"],
             tenant=s["tenant"],
             tcp=bool(s["tcp"]),
+            receive_buffer=_positive(policy, "receive_buffer", s["receive_buffer"]),
+            overload_delay=_positive(policy, "overload_delay_ms", s["overload_delay_ms"]) / 1000.0,
+            retry_after=_positive(policy, "retry_after", s["retry_after"]),
         )
+
+
+def _positive(policy: Policy, key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise PolicyError(f"{policy.source}: gateway.sip.{key} must be a whole number above 0, not {value!r}")
+    return value
+
+
+class Recorder(Protocol):
+    def record(self, items: Any) -> None: ...
 
 
 @dataclass(slots=True)
 class Decision:
-    action: str  # "forward", "label", "refuse"
+    action: str  # "forward", "label", "refuse", "busy" (503, overloaded)
     verdict: Verdict | None
     at: float
 
 
-class SipProxy(asyncio.DatagramProtocol):
-    """The proxy on one UDP socket; ``screener`` has ``screen(Call) -> Verdict`` (or is ``None``: fail mode)."""
+class SipProxy:
+    """The proxy on one UDP socket; ``screener`` has ``screen(Call) -> Verdict`` (or is ``None``: fail mode).
+
+    ``recorder`` (``record([(Message, Verdict)])``, see ``gateway/recording.py``) gets every decision;
+    ``screening=False`` makes a pass-through relay (the benchmark's baseline): nothing screened or recorded.
+    """
 
     def __init__(self, policy: Policy, screener: CallScreener | None, next_hop: tuple[str, int],
-                 settings: SipSettings | None = None):
+                 settings: SipSettings | None = None, recorder: Recorder | None = None, screening: bool = True):
         self.settings = settings or SipSettings.from_policy(policy)
         self.screener = screener
         self.next_hop = next_hop
-        self.transport: asyncio.DatagramTransport | None = None
+        self.recorder = recorder
+        self.screening = screening
+        self.sock: socket.socket | None = None
         self.tcp: SipTcp | None = None
         self.host, self.port = "127.0.0.1", 5060
         self.decisions: OrderedDict[str, Decision] = OrderedDict()
@@ -104,18 +146,67 @@ class SipProxy(asyncio.DatagramProtocol):
             path = Path(self.settings.decision_log)
             path.parent.mkdir(parents=True, exist_ok=True)
             self._log_file = path.open("a", encoding="utf-8", buffering=1)
-        self.counts = {"screened": 0, "forward": 0, "label": 0, "refuse": 0, "bad": 0, "screen_failed": 0}
+        self.counts = {"screened": 0, "forward": 0, "label": 0, "refuse": 0, "overload": 0, "bad": 0,
+                       "screen_failed": 0, "send_dropped": 0}
         self._secret = os.urandom(8).hex()
+        self._stamped = False
+        self._overload_logged = 0.0
 
     # -- socket -------------------------------------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self.host, self.port = transport.get_extra_info("sockname")[:2]
+    def open(self, listen: tuple[str, int]) -> None:
+        """Bind the UDP socket and read it on the running event loop."""
+        family = socket.AF_INET6 if ":" in listen[0] else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            # Room for bursts and scheduling hiccups (the kernel caps it at net.core.rmem_max): a full
+            # buffer drops datagrams, and every drop costs a 500 ms retransmission and a longer call set-up.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.settings.receive_buffer)
+            if _SO_TIMESTAMPNS is not None:
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+                    self._stamped = True
+                except OSError:
+                    pass
+            if not self._stamped:
+                log.warning("no receive timestamps on this platform: overload control (503) is off")
+            sock.setblocking(False)
+            sock.bind(listen)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+        self.host, self.port = sock.getsockname()[:2]
+        asyncio.get_running_loop().add_reader(sock.fileno(), self.read_ready)
+
+    def read_ready(self) -> None:
+        """Read what the socket holds (up to ``READ_BURST`` datagrams), each with how long it waited there."""
+        sock = self.sock
+        if sock is None:
+            return
+        for _ in range(READ_BURST):
+            try:
+                data, ancillary, _flags, addr = sock.recvmsg(S.MAX_MESSAGE + 1, _ANCILLARY)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. an ICMP error queued on the socket: the next read goes on
+                log.info("UDP read error: %s", exc)
+                return
+            waited = 0.0
+            for level, kind, value in ancillary:
+                if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(value) >= _TIMESPEC.size:
+                    sec, nsec = _TIMESPEC.unpack_from(value)
+                    waited = time.time() - (sec + nsec * 1e-9)
+            self.receive(data, addr[:2], "UDP", waited)
 
     def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
+        if self.sock is not None:
+            try:
+                asyncio.get_running_loop().remove_reader(self.sock.fileno())
+            except RuntimeError:  # no running loop (closing after it stopped)
+                pass
+            self.sock.close()
+            self.sock = None
         if self.tcp is not None:
             self.tcp.close()
         if self._log_file is not None:
@@ -139,20 +230,23 @@ class SipProxy(asyncio.DatagramProtocol):
                 self.tcp.send((host, port), msg.encode())
             else:
                 log.info("not sending over TCP to %s:%d: TCP is off (gateway.sip.tcp)", host, port)
-        elif self.transport is not None:
-            self.transport.sendto(msg.encode(), (host, port))
+        elif self.sock is not None:
+            try:
+                self.sock.sendto(msg.encode(), (host, port))
+            except (BlockingIOError, InterruptedError):  # our send buffer is full: UDP may drop, SIP retransmits
+                self.counts["send_dropped"] += 1
+            except OSError as exc:
+                self.counts["send_dropped"] += 1
+                log.info("could not send to %s:%d: %s", host, port, exc)
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.receive(data, addr, "UDP")
-
-    def receive(self, data: bytes, addr: tuple[str, int], transport: str) -> None:
-        """One SIP message from ``addr`` over ``transport`` ("UDP" or "TCP")."""
+    def receive(self, data: bytes, addr: tuple[str, int], transport: str, waited: float = 0.0) -> None:
+        """One SIP message from ``addr`` over ``transport`` ("UDP" or "TCP"), ``waited`` seconds in the socket."""
         if not data.strip():
             return  # CRLF keep-alive
         try:
             msg = S.parse(data)
             if msg.is_request:
-                self.on_request(msg, addr, transport)
+                self.on_request(msg, addr, transport, waited)
             else:
                 self.on_response(msg, addr)
         except S.SipError as exc:
@@ -178,9 +272,9 @@ class SipProxy(asyncio.DatagramProtocol):
         return (host, port), via.transport
 
     def send_response(self, request: S.SipMessage, status: int, reason: str, addr: tuple[str, int],
-                      transport: str = "UDP") -> None:
+                      transport: str = "UDP", extra: list[tuple[str, str]] | None = None) -> None:
         tag = hashlib.sha1(f"{self._secret}{request.call_id}".encode()).hexdigest()[:12]
-        response = S.response_to(request, status, reason, tag if status > 100 else None)
+        response = S.response_to(request, status, reason, tag if status > 100 else None, extra)
         if transport == "TCP":
             target = addr  # over TCP the answer goes back on the connection the request came in on
         else:
@@ -190,7 +284,8 @@ class SipProxy(asyncio.DatagramProtocol):
                 target = addr  # an unreadable Via: answer where the datagram came from
         self.send(response, target, transport)
 
-    def on_request(self, msg: S.SipMessage, addr: tuple[str, int], transport: str = "UDP") -> None:
+    def on_request(self, msg: S.SipMessage, addr: tuple[str, int], transport: str = "UDP",
+                   waited: float = 0.0) -> None:
         top = S.parse_via(msg.get("via") or "")
         # Remember where it really came from, so responses find their way back (RFC 3261 18.2.1, RFC 3581).
         if top.host != addr[0] or transport == "TCP":
@@ -203,7 +298,7 @@ class SipProxy(asyncio.DatagramProtocol):
         known = self.decisions.get(key)
         if msg.method == "BYE":
             self.call_ended(msg.call_id)
-        if msg.method in ("ACK", "CANCEL") and known is not None and known.action == "refuse":
+        if msg.method in ("ACK", "CANCEL") and known is not None and known.action in ("refuse", "busy"):
             if msg.method == "CANCEL":
                 self.send_response(msg, 200, "OK", addr, transport)
             return  # the ACK for our own 607/603 ends here
@@ -218,8 +313,14 @@ class SipProxy(asyncio.DatagramProtocol):
             msg.set("Max-Forwards", str(int(max_forwards) - 1))
         else:
             msg.set("Max-Forwards", "69")
-        if msg.method == "INVITE" and S.tag_of(msg.get("to") or "") is None:
+        if msg.method == "INVITE" and self.screening and S.tag_of(msg.get("to") or "") is None:
+            if known is None and waited > self.settings.overload_delay:
+                known = self.shed(msg, key, waited)
             decision = known or self.decide(msg, key)
+            if decision.action == "busy":
+                self.send_response(msg, 503, "Service Unavailable", addr, transport,
+                                   [("Retry-After", str(self.settings.retry_after))])
+                return
             if decision.action == "refuse":
                 code = self.settings.block_code
                 self.send_response(msg, code, REASONS[code], addr, transport)
@@ -260,8 +361,8 @@ class SipProxy(asyncio.DatagramProtocol):
         else:
             self.counts["screen_failed"] += 1
         if verdict is None:
-            action = "forward" if self.settings.fail_open else "refuse"
-        elif verdict.action is Action.BLOCK:
+            verdict = self.unscreened_verdict()  # deliver (fail open) or block (fail closed), with the reason
+        if verdict.action is Action.BLOCK:
             action = "refuse"
         elif verdict.action in self.settings.suspect_actions:
             action = "label"
@@ -277,6 +378,26 @@ class SipProxy(asyncio.DatagramProtocol):
         self.record(msg, call, decision)
         return decision
 
+    def unscreened_verdict(self) -> Verdict:
+        """The verdict on record for a call the screener could not judge: the policy's fail mode, and why."""
+        mode = "fail_open = true: forwarded" if self.settings.fail_open else "fail_open = false: refused"
+        signal = Signal(SCREENING_UNAVAILABLE, 1.0, {"why": f"call screening unavailable ({mode})"})
+        if self.settings.fail_open:
+            return Verdict(Action.DELIVER, Category.PERSONAL, None, 0.0, 0.0, [signal], "")
+        return Verdict(Action.BLOCK, Category.FRAUD, None, 0.0, 0.0, [signal], "")
+
+    def shed(self, msg: S.SipMessage, key: str, waited: float) -> Decision:
+        """Overloaded: this new call waited ``waited`` s in the socket; it gets 503 and is not screened."""
+        decision = Decision("busy", None, time.monotonic())
+        self.remember(key, decision)  # its retransmissions get 503 too, and the ACK stops here
+        self.counts["overload"] += 1
+        if decision.at - self._overload_logged >= 10:
+            self._overload_logged = decision.at
+            log.warning("overloaded: new calls waited %.0f ms in the socket (limit %.0f ms); answering 503 "
+                        "Retry-After %d (%d so far)", waited * 1000, self.settings.overload_delay * 1000,
+                        self.settings.retry_after, self.counts["overload"])
+        return decision
+
     def remember(self, key: str, decision: Decision) -> None:
         self.decisions[key] = decision
         horizon = decision.at - self.settings.decision_memory
@@ -288,9 +409,12 @@ class SipProxy(asyncio.DatagramProtocol):
 
     def record(self, msg: S.SipMessage, call: Call, decision: Decision) -> None:
         v = decision.verdict
-        reasons = v.reasons()[:3] if v else ["no verdict (screening unavailable)"]
+        if self.recorder is not None and v is not None:
+            self.recorder.record([(call_message(call, msg.call_id), v)])
         level = logging.INFO if decision.action != "forward" else logging.DEBUG
-        log.log(level, "call %s -> %s: %s (%s)", call.caller, call.callee, decision.action, "; ".join(reasons))
+        if log.isEnabledFor(level):
+            reasons = (v.reasons()[:3] or [str(x.evidence.get("why", x.name)) for x in v.signals[:1]]) if v else []
+            log.log(level, "call %s -> %s: %s (%s)", call.caller, call.callee, decision.action, "; ".join(reasons))
         if self._log_file is not None:
             entry: dict[str, Any] = {"time": call.start.isoformat(), "call_id": msg.call_id, "caller": call.caller,
                                      "callee": call.callee, "tenant": call.tenant, "decision": decision.action,
@@ -374,7 +498,7 @@ class SipStream(asyncio.Protocol):
             if len(self.buf) < total:
                 return
             message, self.buf = self.buf[:total], self.buf[total:]
-            self.tcp.proxy.receive(message, self.peer, "TCP")
+            self.tcp.proxy.receive(message, self.peer, "TCP")  # TCP: no overload control (no socket timestamps)
 
 
 class SipTcp:
@@ -428,11 +552,11 @@ class SipTcp:
 
 
 async def start_proxy(policy: Policy, screener: CallScreener | None, listen: tuple[str, int],
-                      next_hop: tuple[str, int], settings: SipSettings | None = None) -> SipProxy:
+                      next_hop: tuple[str, int], settings: SipSettings | None = None,
+                      recorder: Recorder | None = None, screening: bool = True) -> SipProxy:
     """The proxy on UDP ``listen`` (and TCP on the same port when ``gateway.sip.tcp`` is on)."""
-    loop = asyncio.get_running_loop()
-    _, proxy = await loop.create_datagram_endpoint(lambda: SipProxy(policy, screener, next_hop, settings),
-                                                   local_addr=listen)
+    proxy = SipProxy(policy, screener, next_hop, settings, recorder, screening)
+    proxy.open(listen)
     if proxy.settings.tcp:
         proxy.tcp = SipTcp(proxy)
         await proxy.tcp.start(proxy.host, proxy.port)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from smpplib import consts
 from smpplib.command_codes import commands as COMMAND_IDS
@@ -60,6 +61,11 @@ TLV_SAR_TOTAL_SEGMENTS = consts.OPTIONAL_PARAMS["sar_total_segments"]
 TLV_SAR_SEGMENT_SEQNUM = consts.OPTIONAL_PARAMS["sar_segment_seqnum"]
 TLV_MESSAGE_PAYLOAD = consts.OPTIONAL_PARAMS["message_payload"]
 TLV_RECEIPTED_MESSAGE_ID = consts.OPTIONAL_PARAMS["receipted_message_id"]
+TLV_MESSAGE_STATE = consts.OPTIONAL_PARAMS["message_state"]
+#: message_state values (SMPP 3.4 section 5.2.28) for the receipt stats the firewall sends.
+MESSAGE_STATES = {"DELIVRD": 2, "EXPIRED": 3, "DELETED": 4, "UNDELIV": 5, "ACCEPTD": 6, "UNKNOWN": 7, "REJECTD": 8}
+#: registered_delivery bits 1-0: 01 asks for a receipt on success or failure, 10 on failure only.
+RECEIPT_MASK = 0x03
 
 #: esm_class bits: UDH indicator, and the message-type field (bits 2-5) of a deliver_sm.
 ESM_UDHI = 0x40
@@ -296,3 +302,28 @@ def generic_nack(status: int, sequence: int) -> bytes:
 def empty_resp(command_id: int, sequence: int, status: int = ESME_ROK) -> bytes:
     """Response to enquire_link / unbind (header only)."""
     return build(command_id | RESPONSE_BIT, status, sequence)
+
+
+def receipt_wanted(registered_delivery: int, stat: str) -> bool:
+    """Whether a sender that set ``registered_delivery`` asked for a receipt with this final ``stat``."""
+    wanted = registered_delivery & RECEIPT_MASK
+    return wanted == 1 or (wanted == 2 and stat != "DELIVRD")
+
+
+def delivery_receipt(message_id: str, submitted: ShortMessage, stat: str, submit_date: datetime,
+                     done_date: datetime, text: str = "") -> ShortMessage:
+    """A deliver_sm body carrying an SMSC delivery receipt for ``submitted`` (SMPP 3.4 appendix B layout:
+    ``id:… sub:001 dlvrd:001 submit date:YYMMDDhhmm done date:YYMMDDhhmm stat:… err:000 text:…``, esm_class
+    0x04, receipted_message_id and message_state TLVs), addressed back from the recipient to the sender."""
+    dlvrd = "001" if stat == "DELIVRD" else "000"
+    err = "000" if stat == "DELIVRD" else "001"
+    snippet = text[:20].encode("ascii", "replace").decode("ascii")
+    body = (f"id:{message_id} sub:001 dlvrd:{dlvrd} submit date:{submit_date:%y%m%d%H%M} "
+            f"done date:{done_date:%y%m%d%H%M} stat:{stat} err:{err} text:{snippet}")
+    return ShortMessage(
+        source_addr=submitted.destination_addr, source_addr_ton=submitted.dest_addr_ton,
+        source_addr_npi=submitted.dest_addr_npi, destination_addr=submitted.source_addr,
+        dest_addr_ton=submitted.source_addr_ton, dest_addr_npi=submitted.source_addr_npi,
+        esm_class=ESM_DELIVERY_RECEIPT, short_message=body.encode("ascii"),
+        tlvs={TLV_RECEIPTED_MESSAGE_ID: message_id.encode("ascii") + b"\0",
+              TLV_MESSAGE_STATE: bytes([MESSAGE_STATES[stat]])})

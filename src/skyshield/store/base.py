@@ -332,6 +332,7 @@ class VerdictStore(ABC):
         until: datetime | None = None,
         limit: int = 100,
         before_id: int | None = None,
+        channel: str | None = None,
     ) -> list[StoredVerdict]:
         """Recent verdicts, newest first. ``sender``/``recipient`` take the number as written (it is
         pseudonymised the same way for the lookup); ``since``/``until`` bound the time stored;
@@ -344,7 +345,7 @@ class VerdictStore(ABC):
                 clause, values = self._any_of(column, self._search_numbers(number))
                 where.append(clause)
                 args.extend(values)
-        for column, value in (("action", action), ("category", category), ("tenant", tenant)):
+        for column, value in (("action", action), ("category", category), ("tenant", tenant), ("channel", channel)):
             if value:
                 where.append(f"{column} = {p}")
                 args.append(value)
