@@ -20,6 +20,16 @@ def data_dir() -> Path:
     return DATA_DIR
 
 
+@pytest.fixture
+def loop():
+    """An asyncio loop on a background thread (gateway tests: blocking peers such as smpplib run in the test)."""
+    from gateway_helpers import LoopThread
+
+    thread = LoopThread()
+    yield thread
+    thread.stop()
+
+
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory):
     """The real engine (``build_engine(None)``), one per test module; skips when the text model is missing."""

@@ -1,4 +1,5 @@
-"""Shared pieces of the gateway tests: an event loop in a thread, a keyword engine, an SMPP socket."""
+"""Shared pieces of the gateway tests: an event loop in a thread, a keyword engine, an SMPP socket, and an SMPP
+firewall between real smpplib senders and the SMSC simulator."""
 
 from __future__ import annotations
 
@@ -10,7 +11,19 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import smpplib.client
+import smpplib.gsm
+
 from skyshield.events import Action, Category, Message, Signal, Verdict
+from skyshield.gateway.smpp import Firewall
+from skyshield.gateway.smsc_sim import SmscSimulator
+from skyshield.policy import Policy
+
+TENANTS = """
+[tenants.acme]
+system_id = "acme"
+password = "secret"
+"""
 
 
 class LoopThread:
@@ -102,3 +115,74 @@ class RawSmpp:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class Gateway:
+    """The SMPP firewall on loopback between smpplib senders (``client()``) and an SMSC simulator (``smsc``).
+    ``held`` is the firewall's hold queue store (``HeldMessages``); ``restart()`` replaces the firewall by a new
+    one on the same SMSC and store, as a process restart would (the senders must bind again)."""
+
+    def __init__(self, loop: LoopThread, policy_text: str = "", engine: Any = None, scoring: bool = True,
+                 held: Any = None):
+        self.loop = loop
+        self.engine = engine if engine is not None else KeywordEngine()
+        self.replies: list[Message] = []
+        self.policy = Policy.from_text(TENANTS + policy_text)
+        self.scoring = scoring
+        self.held = held
+        self.smsc = SmscSimulator()
+        self.smsc_addr = loop.run(self.smsc.start())
+        self.clients: list[smpplib.client.Client] = []
+        self.firewall, self.port = self.start_firewall()
+
+    def start_firewall(self) -> tuple[Firewall, int]:
+        firewall = Firewall(self.policy, self.engine, self.smsc_addr, scoring=self.scoring,
+                            on_reply=self.replies.append, held=self.held)
+        return firewall, self.loop.run(firewall.start("127.0.0.1", 0))[1]
+
+    def restart(self) -> None:
+        self.disconnect_clients()
+        self.loop.run(self.firewall.close())
+        self.firewall, self.port = self.start_firewall()
+
+    def client(self, bind: str = "transceiver", system_id: str = "acme", password: str = "secret",
+               client_class: type = smpplib.client.Client) -> smpplib.client.Client:
+        client = client_class("127.0.0.1", self.port, timeout=5, allow_unknown_opt_params=True)
+        client.answers = []
+        client.delivered = []
+        client.set_message_sent_handler(lambda pdu: client.answers.append(pdu))
+        client.set_error_pdu_handler(lambda pdu: None)
+        client.set_message_received_handler(lambda pdu: client.delivered.append(pdu))
+        client.connect()
+        self.clients.append(client)
+        getattr(client, f"bind_{bind}")(system_id=system_id, password=password)
+        return client
+
+    def disconnect_clients(self) -> None:
+        for client in self.clients:
+            try:
+                client.disconnect()
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+        self.clients = []
+
+    def close(self) -> None:
+        self.disconnect_clients()
+        self.loop.run(self.firewall.close())
+        self.loop.run(self.smsc.close())
+
+
+def send_text(client: smpplib.client.Client, text: str, source: str = "10690001", dest: str = "13800138000",
+              registered_delivery: bool = False) -> int:
+    """Send ``text`` the way smpplib's users do (its own splitting and encoding); returns the number of parts."""
+    parts, coding, esm_class = smpplib.gsm.make_parts(text)
+    for part in parts:
+        client.send_message(source_addr=source, destination_addr=dest, short_message=part, data_coding=coding,
+                            esm_class=esm_class, registered_delivery=registered_delivery)
+    return len(parts)
+
+
+def read_answers(client: smpplib.client.Client, count: int) -> list:
+    while len(client.answers) < count:
+        client.read_once()
+    return client.answers

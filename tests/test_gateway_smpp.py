@@ -10,61 +10,13 @@ import time
 import pytest
 import smpplib.client
 import smpplib.consts
-import smpplib.gsm
 
-from gateway_helpers import KeywordEngine, LoopThread, RawSmpp, wait_for
+from gateway_helpers import TENANTS, Gateway, KeywordEngine, RawSmpp, read_answers, send_text, wait_for
 from skyshield.events import Action, Channel
 from skyshield.gateway import smpp_pdu as P
 from skyshield.gateway.smpp import Firewall
 from skyshield.gateway.smsc_sim import SmscSimulator
 from skyshield.policy import Policy
-
-TENANTS = """
-[tenants.acme]
-system_id = "acme"
-password = "secret"
-"""
-
-
-class Gateway:
-    def __init__(self, loop: LoopThread, policy_text: str = "", engine=None, scoring: bool = True):
-        self.loop = loop
-        self.engine = engine if engine is not None else KeywordEngine()
-        self.replies = []
-        self.smsc = SmscSimulator()
-        smsc_addr = loop.run(self.smsc.start())
-        self.firewall = Firewall(Policy.from_text(TENANTS + policy_text), self.engine, smsc_addr, scoring=scoring,
-                                 on_reply=self.replies.append)
-        self.port = loop.run(self.firewall.start("127.0.0.1", 0))[1]
-        self.clients: list[smpplib.client.Client] = []
-
-    def client(self, bind: str = "transceiver", system_id: str = "acme", password: str = "secret"):
-        client = smpplib.client.Client("127.0.0.1", self.port, timeout=5, allow_unknown_opt_params=True)
-        client.answers = []
-        client.delivered = []
-        client.set_message_sent_handler(lambda pdu: client.answers.append(pdu))
-        client.set_error_pdu_handler(lambda pdu: None)
-        client.set_message_received_handler(lambda pdu: client.delivered.append(pdu))
-        client.connect()
-        self.clients.append(client)
-        getattr(client, f"bind_{bind}")(system_id=system_id, password=password)
-        return client
-
-    def close(self) -> None:
-        for client in self.clients:
-            try:
-                client.disconnect()
-            except Exception:  # noqa: BLE001 - already gone
-                pass
-        self.loop.run(self.firewall.close())
-        self.loop.run(self.smsc.close())
-
-
-@pytest.fixture
-def loop():
-    thread = LoopThread()
-    yield thread
-    thread.stop()
 
 
 @pytest.fixture
@@ -79,21 +31,6 @@ def gateway(loop):
     yield make
     for gw in made:
         gw.close()
-
-
-def send_text(client, text: str, source: str = "10690001", dest: str = "13800138000") -> int:
-    """Send ``text`` the way smpplib's users do (its own splitting and encoding); returns the number of parts."""
-    parts, coding, esm_class = smpplib.gsm.make_parts(text)
-    for part in parts:
-        client.send_message(source_addr=source, destination_addr=dest, short_message=part, data_coding=coding,
-                            esm_class=esm_class, registered_delivery=False)
-    return len(parts)
-
-
-def read_answers(client, count: int) -> list:
-    while len(client.answers) < count:
-        client.read_once()
-    return client.answers
 
 
 def test_message_through_the_firewall_arrives_at_the_smsc(gateway):

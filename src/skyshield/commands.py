@@ -329,16 +329,36 @@ def why_command(args: argparse.Namespace) -> int:
         return 2
     with open_store(settings) as store:
         stored = store.get(args.id)
+        held = held_message(store, stored.id) if stored is not None and stored.verdict.action == "hold" else None
     if stored is None:
         print(f"skyshield why: error: no verdict with id {args.id} in {settings.db_url}", file=sys.stderr)
         return 1
     if args.json:
         data = stored.to_dict()
         data["reasons"] = stored.verdict.reasons()
+        if held is not None:
+            data["held"] = held
         print(dumps(data, indent=2))
     else:
         print(format_stored(stored))
+        if held is not None:
+            from skyshield.disposal.held import describe
+
+            print(f"\nheld by the SMPP firewall\n  {describe(held)}")
     return 0
+
+
+def held_message(store: Any, verdict_id: int) -> dict | None:
+    """What became of the message the SMPP firewall held under this verdict, if it held one."""
+    from skyshield.disposal.held import status_of
+    from skyshield.store.sql import Database
+
+    store.migrate()  # the held-message table, on a database no firewall has written yet
+    db = Database(store.connect)
+    try:
+        return status_of(db, [verdict_id]).get(verdict_id)
+    finally:
+        db.close()
 
 
 # -- serve ---------------------------------------------------------------------------------------

@@ -24,6 +24,8 @@ from skyshield.api.errors import json_response
 from skyshield.console.auth import AuthError, User, Users
 from skyshield.console.charts import hbars, stacked_bars
 from skyshield.disposal.blocks import KINDS, BlockError
+from skyshield.disposal.held import describe as describe_held
+from skyshield.disposal.held import status_of as held_status_of
 from skyshield.disposal.review import LABELS, ReviewError
 from skyshield.disposal.schema import iso
 from skyshield.events import Category, Channel
@@ -262,6 +264,8 @@ async def verdict_page(request: Request, verdict_id: int) -> Response:
     campaign = f'<a href="/console/campaigns/{cid}">campaign {cid}</a>' if cid else "none"
     reports = disposal.db.rows("SELECT id, received_at, channel FROM disposal_reports WHERE verdict_id = ?",
                                (stored.id,))
+    held = held_status_of(disposal.db.sql, [stored.id]).get(stored.id)
+    held_line = f'<p><b>Held by the SMPP firewall 审核暂存:</b> {escape(describe_held(held))}</p>' if held else ""
     if stored.channel is Channel.CALL:
         what = (f'<b>Call 电话:</b> <span class="mono">{escape(stored.sender)}</span> → <span class="mono">'
                 f'{escape(stored.recipient)}</span> (SIP Call-ID {escape(stored.external_id or "-")})')
@@ -274,7 +278,7 @@ async def verdict_page(request: Request, verdict_id: int) -> Response:
             f'<p><b>Sender</b> <span class="mono">{escape(stored.sender)}</span> · <b>tenant</b> '
             f'{escape(stored.tenant)} · <b>channel</b> {escape(stored.channel.value)}'
             f' · <b>time</b> {escape(stored.time.isoformat())} · <b>campaign</b> {campaign} · '
-            f'<b>reports</b> {len(reports)}</p></div>'
+            f'<b>reports</b> {len(reports)}</p>{held_line}</div>'
             f'<h2>Why 原因</h2><ol>{reasons}</ol><h2>Signals and evidence 信号与证据</h2>{signals}')
     return _page(f"Verdict #{stored.id}", body, user)
 
@@ -365,7 +369,7 @@ async def review_label(request: Request, item_id: int) -> Response:
         item = get_disposal(request).review.label(item_id, form.get("label", ""), reviewer=user.name)
     except (ReviewError, Denied) as exc:
         return json_response({"error": {"code": "invalid_label", "message": str(exc)}}, 422)
-    return json_response({"id": item["id"], "label": item["label"]})
+    return json_response({"id": item["id"], "label": item["label"], "held": item.get("held")})
 
 
 @router.post("/review/{item_id}/skip")

@@ -4,17 +4,26 @@ Items come from three places: verdicts the policy sent to ``hold``; delivered or
 unwanted score lies in the uncertain band (``[disposal] review_uncertain``); and reported messages the
 engine let through (added by :mod:`skyshield.disposal.reports`). A reviewer labels an item with a
 category (optionally ``category/subtype``) or skips it; labels feed ``skyshield retrain``.
+
+A label is also the decision on a message the SMPP firewall holds under that verdict
+(:mod:`skyshield.disposal.held`): a wanted category (``[disposal] release_held``) releases it, any other
+label rejects it. Skipping decides nothing: it waits until ``[gateway.smpp] hold_expiry``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from skyshield.disposal import held
 from skyshield.disposal.schema import DisposalDB, iso
-from skyshield.events import Category, FraudSubtype, IllicitSubtype
+from skyshield.events import UNWANTED_CATEGORIES, Category, FraudSubtype, IllicitSubtype
 
 #: What a reviewer may answer, in the order of the console's keys 1-6.
 LABELS = [c.value for c in Category]
 SUBTYPES = {Category.FRAUD.value: [s.value for s in FraudSubtype],
             Category.ILLICIT.value: [s.value for s in IllicitSubtype]}
+#: Labels that release a held message by default: the categories a recipient asked for.
+WANTED_LABELS = tuple(c.value for c in Category if c not in UNWANTED_CATEGORIES)
 
 
 class ReviewError(ValueError):
@@ -43,8 +52,13 @@ def training_class(label: str) -> str:
 
 
 class ReviewQueue:
-    def __init__(self, db: DisposalDB):
+    def __init__(self, db: DisposalDB, release_labels: Iterable[str] = WANTED_LABELS):
         self.db = db
+        self.release_labels = frozenset(release_labels)
+        unknown = self.release_labels - set(LABELS)
+        if unknown:
+            raise ReviewError(f"release_held: unknown label(s) {', '.join(sorted(unknown))}; "
+                              f"one of: {', '.join(LABELS)}")
 
     def add_candidates(self, conn, rows: list[dict], band: tuple[float, float]) -> int:
         """Queue held verdicts and uncertain let-through ones among ``rows`` (inside the caller's transaction)."""
@@ -76,6 +90,8 @@ class ReviewQueue:
             "SELECT status, COUNT(*) AS n FROM disposal_review GROUP BY status")}
 
     def label(self, item_id: int, label: str, *, reviewer: str) -> dict:
+        """Label an item; a message held under its verdict is released or rejected in the same transaction. The
+        item comes back with ``held``: that message's status afterwards (``None`` when nothing is held)."""
         label = check_label(label)
         if not reviewer:
             raise ReviewError("a label needs the reviewer's name")
@@ -86,7 +102,11 @@ class ReviewQueue:
             if cur.rowcount == 0:
                 row = conn.execute("SELECT status FROM disposal_review WHERE id = ?", (item_id,)).fetchone()
                 raise ReviewError(f"no review item {item_id}" if row is None else f"item {item_id} is already labelled")
-        return self.db.one("SELECT * FROM disposal_review WHERE id = ?", (item_id,)) or {}
+            verdict_id = conn.execute("SELECT verdict_id FROM disposal_review WHERE id = ?", (item_id,)).fetchone()[0]
+            released = label.partition("/")[0] in self.release_labels
+            status = held.decide(conn, verdict_id, released, reviewer)
+        item = self.db.one("SELECT * FROM disposal_review WHERE id = ?", (item_id,)) or {}
+        return item | {"held": status}
 
     def skip(self, item_id: int, *, reviewer: str) -> None:
         with self.db.write() as conn:

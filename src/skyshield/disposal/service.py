@@ -13,7 +13,7 @@ from skyshield.disposal.campaigns import Campaigns
 from skyshield.disposal.reports import Reports
 from skyshield.disposal.review import ReviewQueue
 from skyshield.disposal.schema import DisposalDB
-from skyshield.policy import Policy, parse_duration
+from skyshield.policy import Policy, PolicyError, parse_duration
 from skyshield.store import VerdictStore
 
 WATERMARK = "scan.verdict_id"
@@ -32,7 +32,10 @@ class Disposal:
         self.campaigns = Campaigns(self.db)
         self.reports = Reports(self.db, self.campaigns, parse_duration(conf["report_session_expiry"]))
         self.blocks = BlockBook(self.db)
-        self.review = ReviewQueue(self.db)
+        try:
+            self.review = ReviewQueue(self.db, [str(x) for x in conf["release_held"]])
+        except ValueError as exc:
+            raise PolicyError(f"{policy.source}: disposal.{exc}") from None
 
     @classmethod
     def open(cls, policy: Policy | None = None, settings: Any = None) -> Disposal:

@@ -79,6 +79,7 @@ def run_smpp_worker(args: argparse.Namespace, reuse_port: bool = False) -> int:
     from skyshield.gateway.recording import open_recorder
     from skyshield.gateway.replies import open_reply_handler
     from skyshield.gateway.smpp import Firewall, parse_hostport
+    from skyshield.gateway.smpp_hold import open_held_messages
     from skyshield.policy import Policy
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -101,7 +102,12 @@ def run_smpp_worker(args: argparse.Namespace, reuse_port: bool = False) -> int:
             log.error("the engine could not be built (%s): %s every message per gateway.smpp.fail_open", exc, mode)
     recorder = None if args.no_record or args.no_scoring else open_recorder(policy)
     replies = open_reply_handler(policy)
-    firewall = Firewall(policy, engine, upstream, scoring=not args.no_scoring, recorder=recorder, on_reply=replies)
+    # Held messages are kept for review even with --no-record: the review needs their verdicts.
+    held = None
+    if not args.no_scoring and policy.section("gateway.smpp")["hold_response"] == "queue":
+        held = open_held_messages(policy)
+    firewall = Firewall(policy, engine, upstream, scoring=not args.no_scoring, recorder=recorder, on_reply=replies,
+                        held=held)
 
     async def start() -> None:
         await firewall.start(*listen, reuse_port=reuse_port)
@@ -116,6 +122,9 @@ def run_smpp_worker(args: argparse.Namespace, reuse_port: bool = False) -> int:
         recorder.close()
     if replies is not None:
         replies.close()
+    if held is not None:
+        held.close()
+        held.store.close()
     print(firewall.scorer.stats())
     print("decisions: " + ", ".join(f"{k}={v}" for k, v in firewall.counts.items()))
     return 0

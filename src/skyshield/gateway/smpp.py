@@ -4,9 +4,10 @@ Senders (ESMEs) bind to the firewall as they would to an SMS centre; for each bi
 opens its own bind to the real SMS centre (same bind type) and relays. A submit_sm (or data_sm) is read, its
 concatenated parts are gathered, the whole text is judged by the engine (in micro-batches across
 all binds), and then either forwarded unchanged (deliver / tag / fold; only the sequence number is
-rewritten) or answered by the firewall itself (block / hold: an error status, or a fake "accepted"
-as operators do for grey routes). deliver_sm (replies, delivery receipts) flow back unchanged;
-replies also go to the opt-out registry when it is installed.
+rewritten) or answered by the firewall itself (block: an error status, or a fake "accepted" as operators do
+for grey routes; hold: kept for review and answered "accepted", see :mod:`skyshield.gateway.smpp_hold`, or an
+error status / fake "accepted"). deliver_sm (replies, delivery receipts) flow back unchanged; replies also go
+to the opt-out registry when it is installed.
 
 Each bind is its own connection with its own state: a malformed PDU gets a generic_nack on that
 bind and affects no other bind.
@@ -30,6 +31,7 @@ from typing import Any
 
 from skyshield.events import Action, Channel, Message, Verdict
 from skyshield.gateway import smpp_pdu as P
+from skyshield.gateway.smpp_hold import HoldQueue
 from skyshield.gateway.smpp_text import Group, Part, Reassembler, decode, split_udh
 from skyshield.policy import Policy, PolicyError, parse_duration, parse_rate
 
@@ -50,8 +52,10 @@ class SmppSettings:
     system_id: str = "skyshield"
     block_response: str = "error"
     block_status: int = P.ESME_RSUBMITFAIL
-    hold_response: str = "error"
+    hold_response: str = "queue"
     hold_status: int = P.ESME_RSUBMITFAIL
+    hold_expiry: float = 86400.0
+    hold_poll_interval: float = 1.0
     fail_open: bool = True
     fail_status: int = P.ESME_RSYSERR
     window: int = 100
@@ -72,10 +76,13 @@ class SmppSettings:
     @classmethod
     def from_policy(cls, policy: Policy) -> SmppSettings:
         s = policy.section("gateway.smpp")
-        for key in ("block_response", "hold_response"):
-            if s[key] not in ("error", "fake_ok"):
-                raise PolicyError(
-                    f"{policy.source}: gateway.smpp.{key} must be \"error\" or \"fake_ok\", got {s[key]!r}")
+        choices = (("block_response", ("error", "fake_ok")), ("hold_response", ("queue", "error", "fake_ok")))
+        for key, allowed in choices:
+            if s[key] not in allowed:
+                raise PolicyError(f"{policy.source}: gateway.smpp.{key} must be one of "
+                                  f"{', '.join(repr(a) for a in allowed)}, got {s[key]!r}")
+        if parse_duration(s["hold_poll_interval"]) < 1:
+            raise PolicyError(f"{policy.source}: gateway.smpp.hold_poll_interval must be at least 1s")
         if not 0 <= s["verdict_tlv"] <= 0xFFFF:
             raise PolicyError(f"{policy.source}: gateway.smpp.verdict_tlv must be a 16-bit tag (e.g. 0x1400) or 0")
         return cls(
@@ -84,6 +91,8 @@ class SmppSettings:
             block_status=int(s["block_status"]),
             hold_response=s["hold_response"],
             hold_status=int(s["hold_status"]),
+            hold_expiry=float(parse_duration(s["hold_expiry"])),
+            hold_poll_interval=float(parse_duration(s["hold_poll_interval"])),
             fail_open=bool(s["fail_open"]),
             fail_status=int(s["fail_status"]),
             window=int(s["window"]),
@@ -333,10 +342,12 @@ class BatchScorer:
             self.judged += len(batch)
             self.engine_seconds += seconds
         failed = error is not None
-        for i, (session, group, _) in enumerate(batch):
-            session.on_verdict(group, verdicts[i] if verdicts else None, failed)
+        kept = set()  # messages the hold queue records itself (with the held message, before answering)
+        for i, (session, group, message) in enumerate(batch):
+            if session.on_verdict(group, message, verdicts[i] if verdicts else None, failed):
+                kept.add(i)
         if self.recorder is not None and verdicts:
-            records = [(m, v) for (_, _, m), v in zip(batch, verdicts, strict=True)]
+            records = [(m, v) for i, ((_, _, m), v) in enumerate(zip(batch, verdicts, strict=True)) if i not in kept]
             if self._executor is None:
                 self.recorder.record(records)  # no worker thread here: the recorder's own thread writes
             else:
@@ -367,7 +378,10 @@ class Firewall:
         recorder: Any = None,
         on_reply: Callable[[Message], Any] | None = None,
         settings: SmppSettings | None = None,
+        held: Any = None,
     ):
+        """``held`` (a :class:`skyshield.disposal.held.HeldMessages`) keeps held messages for review when
+        ``hold_response = "queue"``; without it they are refused with ``hold_status``."""
         self.policy = policy
         self.settings = settings or SmppSettings.from_policy(policy)
         self.tenants = tenants_from_policy(policy)
@@ -379,13 +393,22 @@ class Firewall:
         self._ids = itertools.count(1)
         self._id_prefix = os.urandom(3).hex()
         self.counts: dict[str, int] = {a.value: 0 for a in Action} | {
-            "unjudged": 0, "refused_unjudged": 0, "throttled": 0, "malformed": 0, "opt_out_confirmations": 0}
+            "unjudged": 0, "refused_unjudged": 0, "throttled": 0, "malformed": 0, "opt_out_confirmations": 0,
+            "held_kept": 0, "held_not_kept": 0, "held_released": 0, "held_rejected": 0}
+        self.hold: HoldQueue | None = None
+        if held is not None and self.settings.hold_response == "queue" and scoring:
+            self.hold = HoldQueue(self, held)
+        elif self.settings.hold_response == "queue" and scoring:
+            log.warning("no store for held messages: messages judged \"hold\" are refused with hold_status 0x%02x",
+                        self.settings.hold_status)
 
     async def start(self, host: str = "127.0.0.1", port: int = 2775, reuse_port: bool = False) -> tuple[str, int]:
         """Listen for senders; ``reuse_port`` lets several worker processes share the port (SO_REUSEPORT)."""
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(lambda: EsmeSession(self), host, port, reuse_port=reuse_port or None)
         sock = self.server.sockets[0].getsockname()
+        if self.hold is not None:
+            self.hold.start()
         log.info("SMPP firewall listening on %s:%d, SMS centre %s:%d", sock[0], sock[1], *self.upstream)
         return sock[0], sock[1]
 
@@ -395,6 +418,8 @@ class Firewall:
         for session in list(self.sessions):
             session.close()
         self.scorer.close()
+        if self.hold is not None:
+            await self.hold.close()
         if self.server is not None:
             await self.server.wait_closed()
 
@@ -509,6 +534,8 @@ class EsmeSession(_Framed):
         self.to_upstream: dict[int, tuple[int, bool]] = {}
         #: our sequence toward the sender -> the SMS centre's sequence (deliver_sm relayed down)
         self.to_esme: dict[int, int] = {}
+        #: upstream sequence -> what to do with the answer, for PDUs the firewall sends itself (released messages)
+        self.own_requests: dict[int, Callable[[int, bytes], None]] = {}
         self.seq = 0
         self.bucket = TokenBucket(*self.settings.max_rate)
         self.reassembler = Reassembler(self.settings.reassembly_timeout)
@@ -734,7 +761,8 @@ class EsmeSession(_Framed):
 
     # -- the verdict --------------------------------------------------------------------------------
 
-    def on_verdict(self, group: Group, verdict: Verdict | None, failed: bool) -> None:
+    def on_verdict(self, group: Group, message: Message, verdict: Verdict | None, failed: bool) -> bool:
+        """Act on the verdict; True when the hold queue took the message (it records the verdict itself)."""
         group.verdict = verdict
         s = self.settings
         if verdict is not None:
@@ -747,13 +775,16 @@ class EsmeSession(_Framed):
         if verdict is None and failed:
             self.fw.counts["unjudged"] += 1
         if self.closed:
-            return
+            return False
         if action in (Action.DELIVER, Action.TAG, Action.FOLD) and self.upstream is not None:
             label = action.value.encode() if s.verdict_tlv and action is not Action.DELIVER else None
             for part in group.parts:
                 pdu = part.pdu if label is None else add_tlv(part.pdu, s.verdict_tlv, label)
                 self.relay_up(part.sequence, pdu, counts=True)
-            return
+            return False
+        if action is Action.HOLD and verdict is not None and self.fw.hold is not None:
+            self.fw.hold.keep(self, group, message, verdict)
+            return True
         if action is Action.BLOCK or action is Action.HOLD:
             fake = (s.block_response if action is Action.BLOCK else s.hold_response) == "fake_ok"
             status = s.block_status if action is Action.BLOCK else s.hold_status
@@ -775,6 +806,7 @@ class EsmeSession(_Framed):
                         "DELIVRD", group.text)
             else:
                 self.write(P.refusal(part.command_id, status, part.sequence))
+        return False
 
     # -- from the SMS centre ------------------------------------------------------------------------
 
@@ -782,7 +814,10 @@ class EsmeSession(_Framed):
         if cmd & P.RESPONSE_BIT:
             entry = self.to_upstream.pop(seq, None)
             if entry is None:
-                return  # the answer to our own enquire_link
+                answer = self.own_requests.pop(seq, None)
+                if answer is not None:
+                    answer(status, pdu)
+                return  # else the answer to our own enquire_link or opt-out confirmation
             esme_seq, counts = entry
             if counts:
                 self.outstanding -= 1
@@ -797,6 +832,8 @@ class EsmeSession(_Framed):
             self.write(P.build(P.UNBIND, 0, self.next_seq()))
             self.close()
             return
+        if cmd == P.DELIVER_SM and self.fw.hold is not None and self.fw.hold.receipt_ids:
+            pdu = self.fw.hold.map_receipt(self.tenant, pdu)
         if cmd == P.DELIVER_SM and self.fw.on_reply is not None:
             self.offer_reply(pdu)
         down_seq = self.next_seq()
