@@ -30,7 +30,10 @@ import numpy as np
 
 from skyshield.events import Category, FraudSubtype, IllicitSubtype, Signal
 from skyshield.text.analysis import Entities, TextAnalysis, TextPrediction
-from skyshield.text.features import _PAD, CHAR_ORDERS, COLUMNS, Features, featurise
+from skyshield.text.extract import _word
+from skyshield.text.features import CHAR_ORDERS, COLUMNS, Features, featurise
+from skyshield.text.gcpause import paused_gc
+from skyshield.text.phrases import phrases_batch
 
 if TYPE_CHECKING:
     from skyshield.engine import BatchContext
@@ -49,61 +52,26 @@ CHUNK = 4096
 #: Explanations look at a message's first this-many characters, and at this many candidate n-grams.
 _EXPLAIN_ROWS = 400
 _CANDIDATES = 24
-_PHRASE_CHARS = 8
 _VALUE_MASK = (1 << 31) - 1  # a positive float32's bits
+#: Where head k's int8 weight sits in a bucket's packed int32.
+_HEAD_SHIFT = np.array([8 * (k if np.little_endian else 3 - k) for k in range(4)], dtype=np.int32)
 _PROMOTION, _FRAUD, _ILLICIT = Category.PROMOTION.value, Category.FRAUD.value, Category.ILLICIT.value
-_ZERO_PROBS = {c.value: 0.0 for c in Category}
+_PERSONAL, _NOTIFICATION, _VERIFICATION = (Category.PERSONAL.value, Category.NOTIFICATION.value,
+                                           Category.VERIFICATION.value)
+_HAM_KINDS = [_PERSONAL, _NOTIFICATION, _VERIFICATION]
+_CATEGORIES = [*_HAM_KINDS, _PROMOTION, _FRAUD, _ILLICIT]  # Category's order
+_CATEGORY_NAMES = np.array(_CATEGORIES, dtype=object)
 _SUB_NAMES = [s.split("/")[1] for s in SUBTYPES]
 
 _NOTIFICATION_WORDS = re.compile(
     r"银行|信用卡|账户|尾号|余额|入账|支出|还款|账单|快递|快件|包裹|驿站|取件|签收|派送|电费|水费|燃气|话费|流量|"
     r"订单|航班|车次|预约|缴费|扣款|"
-    r"\b(account|card ending|balance|bill|statement|payment|package|parcel|delivery|delivered|shipped|order|"
-    r"appointment|flight|receipt|invoice|due|autopay|direct debit)\b"
+    # \b(account|...)\b, written so that every alternative starts with a literal (see extract._word)
+    + _word(r"account|card ending|balance|bill|statement|payment|package|parcel|delivery|delivered|shipped|order|"
+            r"appointment|flight|receipt|invoice|due|autopay|direct debit", before=r"\w", after=r"\b")
 )
-
-
-_BREAK_PIECE = re.compile(r"[^\W_]+")  # a run of letters, digits or CJK characters
-_ASCII_WORD = re.compile(r"[a-z0-9]*")
-_ASCII_TAIL = re.compile(r"[a-z0-9]*$")
-_ASCII_PAIR = re.compile(r"[a-z0-9]{2}")  # a Latin word continues across this point
-
-
-def _phrases(text: str, spans: list[tuple[int, int, float]], top: int) -> list[tuple[str, float]]:
-    """Turn scored n-gram spans into the ``top`` readable phrases, strongest first.
-
-    Overlapping or touching spans merge into one phrase ("澳门" + "娱乐" + "城" -> "澳门娱乐城") up to
-    _PHRASE_CHARS characters; a phrase is then cut at punctuation (its score shared by length) and a
-    Latin word cut by a char n-gram grows back to the whole word. Only integer work happens per span;
-    strings are made for the few merged phrases.
-    """
-    spans.sort()
-    merged: list[tuple[float, int, int]] = []
-    cur_s, cur_e, cur_v = -1, -1, 0.0
-    for s0, e0, v in spans:
-        end = e0 if e0 > cur_e else cur_e
-        if s0 <= cur_e and end - cur_s <= _PHRASE_CHARS:
-            cur_e, cur_v = end, cur_v + v
-            continue
-        if cur_s >= 0:
-            merged.append((cur_v, cur_s, cur_e))
-        cur_s, cur_e, cur_v = s0, e0, v
-    if cur_s >= 0:
-        merged.append((cur_v, cur_s, cur_e))
-    # Strongest phrases first; weaker ones can only matter if they repeat a stronger one's text.
-    merged.sort(reverse=True)
-    terms: dict[str, float] = {}
-    for v, s0, e0 in merged[:2 * top]:
-        for piece in _BREAK_PIECE.finditer(text, s0, e0):
-            a, b = piece.span()
-            share = v * (b - a) / (e0 - s0)
-            if a > 0 and _ASCII_PAIR.match(text, a - 1):
-                a -= len(_ASCII_TAIL.search(text, max(0, a - 32), a).group())
-            if _ASCII_PAIR.match(text, b - 1):
-                b = _ASCII_WORD.match(text, b).end()
-            gram = text[a:b]
-            terms[gram] = terms.get(gram, 0.0) + share
-    return sorted(terms.items(), key=lambda gv: -gv[1])[:top]
+#: The same, then the rest of the line: over messages joined by newlines, at most one match per message.
+_NOTIFICATION_LINE = re.compile(f"(?:{_NOTIFICATION_WORDS.pattern})[^\n]*")
 
 
 def ham_kind(analysis: TextAnalysis) -> str:
@@ -114,6 +82,29 @@ def ham_kind(analysis: TextAnalysis) -> str:
     if ents.signature is not None or _NOTIFICATION_WORDS.search(analysis.normalised):
         return Category.NOTIFICATION.value
     return Category.PERSONAL.value
+
+
+def ham_kinds(analyses: Sequence[TextAnalysis]) -> list[str]:
+    """:func:`ham_kind` for many messages: one regular-expression pass over the batch."""
+    return [_HAM_KINDS[k] for k in _ham_codes(analyses).tolist()]
+
+
+def _ham_codes(analyses: Sequence[TextAnalysis]) -> np.ndarray:
+    """0 (personal), 1 (notification) or 2 (verification) per message, as :func:`ham_kind` decides."""
+    joined = "\n".join(a.normalised for a in analyses)
+    # a few messages, or a text with its own newline: one at a time
+    if len(analyses) < 16 or joined.count("\n") != len(analyses) - 1:
+        return np.array([_HAM_KINDS.index(ham_kind(a)) for a in analyses], dtype=np.intp)
+    line_starts = np.zeros(len(analyses), dtype=np.int64)
+    np.cumsum([len(a.normalised) + 1 for a in analyses[:-1]], out=line_starts[1:])
+    codes = np.zeros(len(analyses), dtype=np.intp)
+    hits = [m.start() for m in _NOTIFICATION_LINE.finditer(joined)]
+    codes[np.searchsorted(line_starts, hits, side="right") - 1] = 1
+    signed = [i for i, a in enumerate(analyses) if a.entities.signature is not None]
+    codes[signed] = 1
+    with_code = [i for i, a in enumerate(analyses) if a.entities.codes]
+    codes[with_code] = 2
+    return codes
 
 
 def _quantise(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -153,8 +144,12 @@ class TextModel:
     def _category_margins(self, feats: Features) -> np.ndarray:
         if feats.n == 0:
             return np.zeros((0, len(HEADS)), dtype=np.float32)
-        rows = self._cat_packed[feats.buckets]                     # (rows, COLUMNS) int32 = 4 x int8
-        acc = np.add.reduceat(rows.view(np.int8).reshape(-1, 4), feats.row_offsets[:-1] * COLUMNS, axis=0,
+        rows = np.take(self._cat_packed, feats.buckets)             # (rows, COLUMNS) int32 = 4 x int8
+        return self._margins_of(rows, feats)
+
+    def _margins_of(self, packed: np.ndarray, feats: Features) -> np.ndarray:
+        """Category margins from the packed weight rows of every bucket of ``feats``."""
+        acc = np.add.reduceat(packed.view(np.int8).reshape(-1, 4), feats.row_offsets[:-1] * COLUMNS, axis=0,
                               dtype=np.int32)
         return acc * self.cat_scale * feats.scale[:, None] + self.cat_bias
 
@@ -200,15 +195,17 @@ class TextModel:
     def predict(self, analyses: Sequence[TextAnalysis], explain: bool = True) -> list[TextPrediction]:
         """One prediction per analysis. ``explain`` adds top n-grams where fraud/illicit/promotion is material."""
         out: list[TextPrediction] = []
-        for i in range(0, len(analyses), CHUNK):
-            out.extend(self._predict_chunk(analyses[i:i + CHUNK], explain))
+        with paused_gc():
+            for i in range(0, len(analyses), CHUNK):
+                out.extend(self._predict_chunk(analyses[i:i + CHUNK], explain))
         return out
 
     def _predict_chunk(self, analyses: Sequence[TextAnalysis], explain: bool) -> list[TextPrediction]:
         if not analyses:
             return []
         feats = featurise([a.normalised for a in analyses], self.bits)
-        probs = self._probabilities(self._category_margins(feats), feats.han)
+        packed = np.take(self._cat_packed, feats.buckets)           # (rows, COLUMNS) int32 = 4 x int8
+        probs = self._probabilities(self._margins_of(packed, feats), feats.han)
         best = probs.argmax(axis=1)
         material = (probs[:, 1:] >= MATERIAL).any(axis=1)
         needs_sub = np.flatnonzero(best >= 2)
@@ -224,23 +221,24 @@ class TextModel:
         if explain:
             which = np.flatnonzero(material)
             targets = np.where(best[which] != 0, best[which], 1 + probs[which, 1:].argmax(axis=1))
-            explained = self._explain_batch(feats, which, targets)
-        results = []
-        kinds = [ham_kind(a) for a in analyses]
-        for m, (p0, p1, p2, p3) in enumerate(probs.tolist()):
-            kind = kinds[m]
-            probabilities = dict(_ZERO_PROBS)
-            probabilities[kind] = p0
-            probabilities[_PROMOTION] = p1
-            probabilities[_FRAUD] = p2
-            probabilities[_ILLICIT] = p3
-            b = int(best[m])
-            category = kind if b == 0 else HEADS[b]
-            subtype = None
-            if b >= 2:
-                subtype = subtype_of[m][0] if b == 2 else subtype_of[m][1]
-            results.append(TextPrediction(category, subtype, probabilities, p1 + p2 + p3, explained.get(m, [])))
-        return results
+            explained = self._explain_batch(feats, packed, which, targets)
+        n = len(analyses)
+        ham = _ham_codes(analyses)                        # 0 personal, 1 notification, 2 verification
+        # One column per Category, in its order: the ham probability goes to the message's kind of ham.
+        full = np.zeros((n, len(_CATEGORIES)))
+        full[np.arange(n), ham] = probs[:, 0]
+        full[:, 3:] = probs[:, 1:]
+        categories = _CATEGORY_NAMES[np.where(best == 0, ham, best + 2)].tolist()
+        subtypes: list[str | None] = [None] * n
+        for m, (fraud_sub, illicit_sub) in subtype_of.items():
+            subtypes[m] = fraud_sub if best[m] == 2 else illicit_sub
+        unwanted = (probs[:, 1] + probs[:, 2] + probs[:, 3]).tolist()
+        probabilities = [{_PERSONAL: a, _NOTIFICATION: b, _VERIFICATION: c, _PROMOTION: d, _FRAUD: e, _ILLICIT: f}
+                         for a, b, c, d, e, f in full.tolist()]
+        terms: list[list[tuple[str, float]]] = [[] for _ in range(n)]
+        for m, top_terms in explained.items():
+            terms[m] = top_terms
+        return list(map(TextPrediction, categories, subtypes, probabilities, unwanted, terms))
 
     def subtypes_for(self, analyses: Sequence[TextAnalysis]) -> list[tuple[str, str]]:
         """(best fraud subtype, best illicit subtype) per message, whatever its category (for reporting)."""
@@ -257,16 +255,17 @@ class TextModel:
 
     # ------------------------------------------------------------------ explain
 
-    def _explain_batch(self, feats: Features, which: np.ndarray, targets: np.ndarray,
+    def _explain_batch(self, feats: Features, packed: np.ndarray, which: np.ndarray, targets: np.ndarray,
                        top: int = 5) -> dict[int, list[tuple[str, float]]]:
-        """For each message in ``which``, the n-grams that pushed its ``target`` head hardest against
-        ham (against promotion when the target is ham), strongest first.
+        """For each message in ``which``, the n-grams that pushed its ``target`` head (promotion, fraud or
+        illicit) hardest against ham, strongest first. ``packed`` is the model's packed weight row for
+        every bucket of ``feats`` (as scoring gathered it).
 
         Vectorised over the batch: every explained message's rows (its first _EXPLAIN_ROWS) form one flat
         block, each positive contribution becomes one int64 sort key (message, value, position), and one
-        ``np.sort`` ranks every message's candidates at once; only the _CANDIDATES best per message
-        become Python numbers. Equal contributions (digits all read as 0, so "00" n-grams repeat) rank by
-        position, so a message gets the same explanation alone or in any batch.
+        ``np.sort`` ranks every message's candidates at once; the _CANDIDATES best per message go to
+        :func:`~skyshield.text.phrases.phrases_batch`. Equal contributions (digits all read as 0, so "00"
+        n-grams repeat) rank by position, so a message gets the same explanation alone or in any batch.
         """
         out: dict[int, list[tuple[str, float]]] = {}
         if len(which) == 0:
@@ -275,26 +274,27 @@ class TextModel:
         counts = np.minimum(feats.row_offsets[which + 1] - first, _EXPLAIN_ROWS)
         block = np.zeros(len(which), dtype=np.int64)              # where each message starts in the block
         np.cumsum(counts[:-1], out=block[1:])
-        n_rows = int(counts.sum())
-        rows = np.repeat(first - block, counts) + np.arange(n_rows)
-        b = feats.buckets[rows]                                     # (n_rows, COLUMNS)
-        packed = self._cat_packed[b]                                # 4 int8 weights in one int32
-        other = np.where(targets == 0, 1, 0)
-        # Byte k of the packed int32 is head k (little-endian); the int8 cast keeps that byte, signed.
-        shift_t = np.repeat(8 * (targets if np.little_endian else 3 - targets), counts)[:, None]
-        shift_o = np.repeat(8 * (other if np.little_endian else 3 - other), counts)[:, None]
-        w_target = (packed >> shift_t).astype(np.int8)
-        w_other = (packed >> shift_o).astype(np.int8)
+        row_msg = np.repeat(np.arange(len(which), dtype=np.int64), counts)
+        rows = (first - block)[row_msg] + np.arange(len(row_msg))
+        # Column-major (COLUMNS, rows), so each per-row factor below runs along a whole row of the array.
+        weights = np.ascontiguousarray(np.take(packed, rows, axis=0).T)
+        # Byte k of the packed int32 is head k; the int8 cast keeps the low byte, signed.
+        w_target = (weights >> _HEAD_SHIFT[targets][row_msg]).astype(np.int8)
+        w_ham = (weights >> _HEAD_SHIFT[0]).astype(np.int8)
         # The same float32 arithmetic, element for element, as scoring the message would do.
-        contrib = (w_target * np.repeat(self.cat_scale[targets], counts)[:, None]
-                   - w_other * np.repeat(self.cat_scale[other], counts)[:, None])
-        contrib *= np.repeat(feats.scale[which] * self.temperature[feats.han[which].astype(np.intp)], counts)[:, None]
-        # Only positive contributions are ever shown. A positive float32's bit pattern orders like its
-        # value, so (message, value descending, position ascending) packs into one int64 that sorts
-        # ascending: 12 bits of message (< CHUNK), 31 of value, 11 of position (< _EXPLAIN_ROWS * COLUMNS).
-        pos = np.flatnonzero((contrib > 0).ravel() & (b != 0).ravel())
-        msg = np.repeat(np.arange(len(which), dtype=np.int64), counts * COLUMNS)[pos]
-        local = pos - np.repeat(block * COLUMNS, counts * COLUMNS)[pos]
+        contrib = w_target * self.cat_scale[targets][row_msg] - w_ham * self.cat_scale[0]
+        contrib *= (feats.scale[which] * self.temperature[feats.han[which].astype(np.intp)])[row_msg]
+        # Only positive contributions are ever shown, and never bucket 0 ("no feature", weight 0 in any
+        # trained model). A positive float32's bit pattern orders like its value, so (message, value
+        # descending, position ascending) packs into one int64 that sorts ascending: 12 bits of message
+        # (< CHUNK), 31 of value, 11 of position (< _EXPLAIN_ROWS * COLUMNS).
+        positive = contrib > 0
+        if self.cat_q[0].any():
+            positive &= np.take(feats.buckets, rows, axis=0).T != 0
+        pos = np.flatnonzero(positive)
+        col, row = np.divmod(pos, len(rows))
+        msg = row_msg[row]
+        local = (row - block[msg]) * COLUMNS + col
         bits = contrib.ravel()[pos].view(np.int32).astype(np.int64)
         key = np.sort((msg << 42) | ((_VALUE_MASK - bits) << 11) | local)
         msg = key >> 42
@@ -302,7 +302,6 @@ class TextModel:
         rank = np.arange(len(key)) - seg[msg]
         key = key[rank < _CANDIDATES]
         msg = key >> 42
-        seg = np.searchsorted(msg, np.arange(len(which) + 1))
         values = (_VALUE_MASK - ((key >> 11) & _VALUE_MASK)).astype(np.int32).view(np.float32)
         local = key & 2047
         # Where each candidate sits in its text: char n-grams start at their row, words and bigrams
@@ -313,13 +312,9 @@ class TextModel:
         starts = np.where(col < n_char, row, np.where(col == n_char, feats.word_starts[base + row],
                                                       feats.bigram_starts[base + row]) - base)
         ends = np.where(col < n_char, row + np.asarray(CHAR_ORDERS + (1, 1))[col], row + 1)
-        spans = list(zip(starts.tolist(), ends.tolist(), values.tolist(), strict=True))
-        pad = "\x03" * (_PAD + 1)
-        bounds = seg.tolist()
-        for k, m in enumerate(which.tolist()):
-            text = "\x02" + feats.texts[m] + pad
-            out[m] = [(g, round(v, 3)) for g, v in _phrases(text, spans[bounds[k]:bounds[k + 1]], top)]
-        return out
+        explained = phrases_batch(feats.layout, feats.codepoints, first, feats.row_offsets[which + 1], msg,
+                                  starts, ends, values, top)
+        return dict(zip(which.tolist(), explained, strict=True))
 
     # ------------------------------------------------------------------ persistence
 

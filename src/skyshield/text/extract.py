@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 from skyshield.text.analysis import Entities, Span, TextAnalysis
+from skyshield.text.gcpause import paused_gc
 from skyshield.text.normalise import _normalise_fast, normalise_with_offsets
 
 __all__ = ["analyse", "analyse_batch", "registered_domain", "phone_kind"]
@@ -86,10 +87,20 @@ _BARE_TLDS = frozenset(
     "im me uk us tw mo asia live fun work store tech win bid loan click club vip xin cyou buzz one ink pw ws".split()
 )
 
-_PHONE_RE = re.compile(
-    r"(?:\+(?<![0-9a-z.]\+)[0-9]|[0-9x](?<![0-9a-z.+][0-9x]))"
+_PHONE_REST = (
     r"(?:[0-9x]|[ \-](?=[0-9x])|\((?=[0-9x]{2,4}\))|\)(?=[ \-]?[0-9x])){3,22}"
     r"(?![0-9a-z])"
+)
+
+
+def _each_first(chars: str, rest: str) -> str:
+    """``[chars]rest`` written as one alternative per first character, so that the regex engine can
+    skip ahead to them (see :func:`_word`): about twice as fast over a batch."""
+    return "|".join(f"{re.escape(c)}{rest}" for c in chars)
+
+
+_PHONE_RE = re.compile(
+    r"\+(?<![0-9a-z.]\+)[0-9]" + _PHONE_REST + "|" + _each_first("0123456789x", r"(?<![0-9a-z.+][0-9x])" + _PHONE_REST)
 )
 _DATE_LIKE = re.compile(r"^(?:19|20)\d\d[-./](?:0?[1-9]|1[0-2])[-./](?:0?[1-9]|[12]\d|3[01])$")
 
@@ -102,20 +113,26 @@ _CHAT_RE = re.compile(
 
 # digits, or digits masked as x (the 800k corpus writes "xx万元")
 _NUM = r"\d{1,3}(?:,\d{3}){1,5}(?:\.\d{1,4})?|\d{1,15}(?:\.\d{1,4})?|x{1,12}(?:\.x{1,4})?"
-_ZH_NUM = r"[零一二三四五六七八九十两][零一二三四五六七八九十两百千万亿]{0,7}"
+_ZH_NUM_FIRST = "零一二三四五六七八九十两"
+_ZH_NUM_REST = "[零一二三四五六七八九十两百千万亿]{0,7}"
 _UNIT = (
     r" ?(?:万|千|百|亿|w)?"
     r"(?:元|块钱|块|人民币|rmb|美元|英镑|欧元|港币|usd|gbp|eur|pounds?(?![a-z])|dollars?(?![a-z])|euros?(?![a-z])"
     r"|万(?![人个次条名只家位件]))"
 )
 _AMOUNT_RE = re.compile(
-    # ¥1,999 / $20 / rmb500 (each alternative starts with a literal: see _word)
-    rf"(?:¥|\$|£|€|rmb|cny|usd|gbp|eur|us\$|hk\$) ?(?:{_NUM})(?: ?(?:万|千|亿|k|m|w)(?![a-z]))?"
-    # 1,999.00元 / 5万元 / 100 pounds, and masked xx万元: the first digit, a look-behind, the rest
-    rf"|\d(?<![0-9a-z.,]\d)(?:\d{{0,2}}(?:,\d{{3}}){{1,5}}(?:\.\d{{1,4}})?|\d{{0,14}}(?:\.\d{{1,4}})?){_UNIT}"
-    rf"|x(?<![0-9a-z.,]x)x{{0,11}}(?:\.x{{1,4}})?{_UNIT}"
+    # ¥1,999 / $20 / rmb500
+    "|".join(rf"{cur} ?(?:{_NUM})(?: ?(?:万|千|亿|k|m|w)(?![a-z]))?"
+             for cur in (r"¥", r"\$", r"£", r"€", "rmb", "cny", "usd", "gbp", "eur", r"us\$", r"hk\$"))
+    # 1,999.00元 / 5万元 / 100 pounds: a digit, a look-behind, the rest (normalised text has ASCII digits only)
+    + "|" + _each_first(
+        "0123456789",
+        rf"(?<![0-9a-z.,]\d)(?:\d{{0,2}}(?:,\d{{3}}){{1,5}}(?:\.\d{{1,4}})?|\d{{0,14}}(?:\.\d{{1,4}})?){_UNIT}",
+    )
+    # masked xx万元
+    + rf"|x(?<![0-9a-z.,]x)x{{0,11}}(?:\.x{{1,4}})?{_UNIT}"
     # 三千元
-    rf"|{_ZH_NUM}(?:元|块钱)"
+    + "|" + _each_first(_ZH_NUM_FIRST, rf"{_ZH_NUM_REST}(?:元|块钱)")
 )
 
 _CODE_KEYWORD_RE = re.compile(
@@ -274,7 +291,11 @@ def analyse(text: str) -> TextAnalysis:
 
 def analyse_batch(texts: Sequence[str]) -> list[TextAnalysis]:
     """Normalise and extract entities for a batch of messages; one :class:`TextAnalysis` each."""
-    texts = list(texts)
+    with paused_gc():
+        return _analyse_batch(list(texts))
+
+
+def _analyse_batch(texts: list[str]) -> list[TextAnalysis]:
     norms, identity = _normalise_fast(texts)
     found = _find_all(norms)
     out: list[TextAnalysis] = []

@@ -64,6 +64,8 @@ class Features:
     word_starts: np.ndarray   # int64 (rows,): for a row where a word ends, the row where it starts (else -1)
     bigram_starts: np.ndarray  # int64 (rows,): for a row where a word bigram ends, the row where it starts
     han: np.ndarray           # bool (n,): the message contains Chinese characters
+    layout: str               # the texts laid out as the rows are: "\x02" text "\x03..." per message
+    codepoints: np.ndarray    # int32 (rows,): ``layout`` as code points (before case and digit folding)
 
 
 def _mix(h: np.ndarray, shift: np.uint64) -> np.ndarray:
@@ -97,13 +99,13 @@ def featurise(texts: Sequence[str], bits: int) -> Features:
     cut = [t[:MAX_CHARS] for t in texts]
     pad = "\x03" * (_PAD + 1)
     joined = "".join(f"\x02{t}{pad}" for t in cut)
-    cp = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.int32)
+    codepoints = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.int32)
     lens = np.fromiter((len(t) for t in cut), dtype=np.int64, count=n) + _PAD + 2
     row_offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(lens, out=row_offsets[1:])
     total = int(row_offsets[-1])
 
-    cp = cp.copy()
+    cp = codepoints.copy()
     cp[(cp >= 65) & (cp <= 90)] += 32      # ASCII upper -> lower
     cp[(cp >= 48) & (cp <= 57)] = 48       # every digit reads as 0
     x = cp.astype(np.uint64)
@@ -155,7 +157,7 @@ def featurise(texts: Sequence[str], bits: int) -> Features:
     buckets[row_offsets[:-1], 0] = np.where(han, _script_bucket(1, shift), _script_bucket(0, shift))
     n_char_feats = (lens - _PAD - 1) * nc
     scale = (1.0 / np.sqrt(n_char_feats + n_words)).astype(np.float32)
-    return Features(n, buckets, row_offsets, scale, cut, word_starts, bigram_starts, han)
+    return Features(n, buckets, row_offsets, scale, cut, word_starts, bigram_starts, han, joined, codepoints)
 
 
 def _script_bucket(script: int, shift: np.uint64) -> int:

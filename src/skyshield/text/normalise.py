@@ -9,7 +9,8 @@ Steps, in order:
 
 1. per character (one ``str.translate`` table): NFKC (full width → half width, ①→1), case folding,
    accents dropped from Latin letters, every kind of whitespace → one space, zero-width, control,
-   private-use, emoji and other decorative symbols removed;
+   private-use, emoji and other decorative symbols removed (over a batch, one array look-up for all
+   the texts whose characters each map to exactly one character);
 2. traditional → simplified Chinese (OpenCC ``t2s``, once per batch);
 3. regular-expression rewrites: spaces between Chinese characters dropped, single characters
    separated to dodge filters rejoined, look-alike letters in Latin words, ``l``/``o`` inside phone
@@ -27,6 +28,8 @@ import threading
 import unicodedata
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
+
+import numpy as np
 
 __all__ = ["normalise", "normalise_batch", "normalise_with_offsets", "original_span"]
 
@@ -98,16 +101,20 @@ class _Table(dict):
 
 _table: _Table | None = None
 _nonunit_re: re.Pattern[str] | None = None
+#: The table as an array for the BMP characters that map to exactly one character (the others are
+#: found by ``_nonunit_re`` and never looked up here).
+_unit_lut: np.ndarray | None = None
 _build_lock = threading.Lock()
 
 
 def _build_table() -> tuple[_Table, re.Pattern[str]]:
     """Fill the BMP part of the table once (about 0.1 s) and note which characters change length."""
-    global _table, _nonunit_re
+    global _table, _nonunit_re, _unit_lut
     with _build_lock:
         if _table is None or _nonunit_re is None:
             table = _Table()
             nonunit: list[str] = []
+            lut = np.arange(0x10000, dtype=np.uint32)
             for cp in range(0x10000):
                 if 0xD800 <= cp <= 0xDFFF:
                     table[cp] = ""
@@ -118,9 +125,13 @@ def _build_table() -> tuple[_Table, re.Pattern[str]]:
                 table[cp] = mapped if mapped != ch else cp
                 if len(mapped) != 1:
                     nonunit.append(ch)
+                else:
+                    lut[cp] = ord(mapped)
             # Characters outside the BMP always take the slow path for offsets (nearly all are emoji).
             cls = "".join(re.escape(c) for c in nonunit if c != "\n")
             _nonunit_re = re.compile(f"[\n{cls}\U00010000-\U0010ffff]")
+            lut[ord("\n")] = ord("\n")  # the batch separator (a newline in a text sends it to translate)
+            _unit_lut = lut
             _table = table
     return _table, _nonunit_re
 
@@ -272,7 +283,8 @@ _REWRITES: list[_Rewrite] = [
     # also an English word; "。" between Latin letters or digits always)
     _Rewrite(
         re.compile(
-            f"[.。](?<=[a-z0-9][.。]) (?={_SPLIT_CHAIN})| (?<=[a-z0-9] )[.。] ?(?={_SPLIT_CHAIN})"
+            f"\\.(?<=[a-z0-9]\\.) (?={_SPLIT_CHAIN})|。(?<=[a-z0-9]。) (?={_SPLIT_CHAIN})"
+            f"| (?<=[a-z0-9] )[.。] ?(?={_SPLIT_CHAIN})"
             "|。(?<=[a-z0-9]。)(?=[a-z0-9])"
         ),
         lambda m: ".",
@@ -361,11 +373,11 @@ def _normalise_fast(texts: Sequence[str]) -> tuple[list[str], list[bool]]:
         return [], []
     table, nonunit = _build_table()
     try:
-        step1 = [t.translate(table) for t in texts]
-    except (AttributeError, TypeError):
+        identity = [nonunit.search(t) is None for t in texts]
+    except TypeError:
         bad = next(t for t in texts if not isinstance(t, str))
         raise TypeError(f"expected str, got {type(bad).__name__}") from None
-    identity = [nonunit.search(t) is None for t in texts]
+    step1 = _step1(texts, identity, table)
 
     converted = _converter().convert("\n".join(step1)).split("\n")
     if len(converted) != len(step1):  # never seen; be safe
@@ -385,6 +397,18 @@ def _normalise_fast(texts: Sequence[str]) -> tuple[list[str], list[bool]]:
     return out, identity
 
 
+def _step1(texts: Sequence[str], unit: list[bool], table: _Table) -> list[str]:
+    """Step 1 for every text: one array look-up over all texts whose characters each map to one
+    character (no newline, nothing outside the BMP), ``str.translate`` for the others."""
+    assert _unit_lut is not None
+    plain = [t for t, u in zip(texts, unit, strict=True) if u]
+    if len(plain) < 8:  # not worth the array round trip
+        return [t.translate(table) for t in texts]
+    codes = np.frombuffer("\n".join(plain).encode("utf-32-le"), dtype=np.uint32)
+    mapped = iter(_unit_lut[codes].tobytes().decode("utf-32-le").split("\n"))
+    return [next(mapped) if u else t.translate(table) for t, u in zip(texts, unit, strict=True)]
+
+
 def normalise_with_offsets(text: str) -> tuple[str, list[int]]:
     """The normalised text and, for each of its characters, the index in ``text`` it came from.
 
@@ -393,17 +417,19 @@ def normalise_with_offsets(text: str) -> tuple[str, list[int]]:
     """
     if not isinstance(text, str):
         raise TypeError(f"expected str, got {type(text).__name__}")
-    table, _ = _build_table()
-    chars: list[str] = []
+    table, nonunit = _build_table()
+    s = text.translate(table)
+    # Every character maps to exactly one character except those ``nonunit`` finds (which map to none,
+    # to several, or, for a newline and characters beyond the BMP, to one).
     offsets: list[int] = []
-    for i, ch in enumerate(text):
-        mapped = table[ord(ch)]
-        if isinstance(mapped, int):
-            mapped = chr(mapped)
-        for c in mapped:
-            chars.append(c)
-            offsets.append(i)
-    s = "".join(chars)
+    done = 0
+    for m in nonunit.finditer(text):
+        i = m.start()
+        offsets.extend(range(done, i))
+        mapped = table[ord(text[i])]
+        offsets.extend([i] * (1 if isinstance(mapped, int) else len(mapped)))
+        done = i + 1
+    offsets.extend(range(done, len(text)))
 
     conv = _converter().convert(s) if s else s
     if len(conv) != len(s):
