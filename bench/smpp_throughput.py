@@ -186,6 +186,21 @@ def engine_alone(pdus: list[bytes], policy_path: Path, batch: int = 256) -> floa
     return len(messages) / (time.perf_counter() - start)
 
 
+def settle(proc: subprocess.Popen | None, idle: float = 0.3, limit: float = 30.0) -> None:
+    """Wait until the firewall has no work left from the saturation phase (its write-behind records): the
+    latency phase measures the offered rate, not the tail of the previous phase's backlog."""
+    if proc is None:
+        return
+    deadline = time.time() + limit
+    last = cpu_seconds(proc.pid)
+    while time.time() < deadline:
+        time.sleep(idle)
+        now = cpu_seconds(proc.pid)
+        if now - last < 0.05 * idle:  # under 5% of a core: idle
+            return
+        last = now
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process and its children (Linux /proc): less sensitive to machine load."""
     total = 0.0
@@ -271,6 +286,7 @@ def main() -> int:
             cpu_before = cpu_seconds(proc.pid) if proc is not None else 0.0
             sat = asyncio.run(saturate(port, pdus, args.binds, args.window, args.limit))
             sat["cpu_us"] = (cpu_seconds(proc.pid) - cpu_before) / max(sat["done"], 1) * 1e6 if proc else 0.0
+            settle(proc)
             lat = asyncio.run(paced(port, paced_pdus, args.binds, args.rate, args.limit))
             results[name] = (sat, lat)
             if proc is not None:
