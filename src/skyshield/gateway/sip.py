@@ -22,6 +22,7 @@ core can do instead of melting down under sipp's / the callers' retransmissions.
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import ipaddress
 import json
@@ -555,11 +556,22 @@ async def start_proxy(policy: Policy, screener: CallScreener | None, listen: tup
                       next_hop: tuple[str, int], settings: SipSettings | None = None,
                       recorder: Recorder | None = None, screening: bool = True) -> SipProxy:
     """The proxy on UDP ``listen`` (and TCP on the same port when ``gateway.sip.tcp`` is on)."""
-    proxy = SipProxy(policy, screener, next_hop, settings, recorder, screening)
-    proxy.open(listen)
-    if proxy.settings.tcp:
+    # With port 0 the kernel picks a free UDP port, which another process may hold for TCP: pick again.
+    attempts = 20 if listen[1] == 0 else 1
+    for attempt in range(attempts):
+        proxy = SipProxy(policy, screener, next_hop, settings, recorder, screening)
+        proxy.open(listen)
+        if not proxy.settings.tcp:
+            break
         proxy.tcp = SipTcp(proxy)
-        await proxy.tcp.start(proxy.host, proxy.port)
+        try:
+            await proxy.tcp.start(proxy.host, proxy.port)
+            break
+        except OSError as exc:
+            proxy.tcp = None
+            proxy.close()
+            if exc.errno != errno.EADDRINUSE or attempt == attempts - 1:
+                raise
     log.info("SIP proxy on %s:%d (UDP%s), next hop %s:%d", proxy.host, proxy.port,
              " and TCP" if proxy.tcp else "", *next_hop)
     return proxy
