@@ -161,6 +161,14 @@ def test_counters_survive_a_restart_from_the_ledger(ledger):
     assert "FREQUENCY_CAP" in names(again)
 
 
+def test_only_sends_that_go_out_are_logged(ledger):
+    engine, _ = make_engine(POLICY, ledger)
+    t0 = datetime.now(UTC)
+    msgs = [Message(CODE.format(100000 + n), "95555", "13800138000", t0 + timedelta(seconds=n)) for n in (0, 30)]
+    verdicts = engine.check(msgs)  # the engine settles: the capped second send is not logged
+    assert [v.action for v in verdicts] == [Action.DELIVER, Action.BLOCK]
+    assert [row[5] for row in ledger.recent_sends(0)] == [msgs[0].time.timestamp()]
+
 def test_dry_run_writes_nothing(ledger):
     engine, _ = make_engine(POLICY, ledger, dry_run=True)
     engine.check_one(Message(CODE.format(123456), "95555", "13800138000", datetime.now(UTC)))

@@ -138,6 +138,7 @@ class TextModel:
     def __post_init__(self) -> None:
         # 4 int8 weights = one int32: gathering a bucket's category row is one 4-byte load.
         self._cat_packed = np.ascontiguousarray(self.cat_q).view(np.int32).ravel()
+        self._bucket0_weighted = bool(self.cat_q[0].any())  # never in a trained model; checked once, not per batch
 
     # ------------------------------------------------------------------ scoring
 
@@ -289,7 +290,7 @@ class TextModel:
         # descending, position ascending) packs into one int64 that sorts ascending: 12 bits of message
         # (< CHUNK), 31 of value, 11 of position (< _EXPLAIN_ROWS * COLUMNS).
         positive = contrib > 0
-        if self.cat_q[0].any():
+        if self._bucket0_weighted:
             positive &= np.take(feats.buckets, rows, axis=0).T != 0
         pos = np.flatnonzero(positive)
         col, row = np.divmod(pos, len(rows))

@@ -45,6 +45,10 @@ _WORD_SALT = np.uint64(0x165667B19E3779F9)
 _BIGRAM_SALT = np.uint64(0x2545F4914F6CDD1D)
 _SCRIPT_SALT = np.uint64(0x3C6EF372FE94F82B)
 _P = np.uint64(0x100000001B3)  # FNV prime, odd: the polynomial base for word hashes
+_S29 = np.uint64(29)
+_CHAR_SALTS = _ORDER_SALT[list(CHAR_ORDERS)]
+#: Offsets back from a message's end row of the rows whose char n-grams are markers only.
+_END_ROWS = np.arange(1, _PAD + 2, dtype=np.int64)
 
 
 @dataclass(slots=True)
@@ -70,7 +74,7 @@ class Features:
 
 def _mix(h: np.ndarray, shift: np.uint64) -> np.ndarray:
     """Multiplicative (Fibonacci) hashing: keep the top bits of h * odd constant."""
-    h = h ^ (h >> np.uint64(29))
+    h = h ^ (h >> _S29)
     return ((h * _K[2]) >> shift).astype(np.int32)
 
 
@@ -113,22 +117,25 @@ def featurise(texts: Sequence[str], bits: int) -> Features:
     buckets = np.zeros((total, COLUMNS), dtype=np.int32)
     order_max = max(CHAR_ORDERS)
     xpad = np.concatenate([x, np.full(order_max, 3, dtype=np.uint64)])
+    nc = len(CHAR_ORDERS)
     with np.errstate(over="ignore"):
-        acc = np.zeros(total, dtype=np.uint64)
-        for j, order in enumerate(CHAR_ORDERS):
-            acc = acc + xpad[order - 1: order - 1 + total] * _K[order - 1]
-            buckets[:, j] = _mix(acc ^ _ORDER_SALT[order], shift)
+        # Column j is the running sum for order CHAR_ORDERS[j]; all orders are mixed in one pass (fewer
+        # numpy calls: on one short message their fixed cost is most of the time).
+        acc = np.empty((total, nc), dtype=np.uint64)
+        np.multiply(xpad[:total], _K[0], out=acc[:, 0])
+        for j in range(1, nc):
+            np.add(acc[:, j - 1], xpad[j: j + total] * _K[j], out=acc[:, j])
+        buckets[:, :nc] = _mix(acc ^ _CHAR_SALTS, shift)
 
     # N-grams made only of markers are the same in every message: they would only tell the model the
     # text's length (through the 1/sqrt(n) weight), which is a corpus artefact, so drop them.
-    nc = len(CHAR_ORDERS)
     ends = row_offsets[1:]
-    for k in range(1, _PAD + 2):
-        buckets[ends - k, :nc] = 0
+    buckets[(ends[:, None] - _END_ROWS).ravel(), :nc] = 0
 
     # Words: runs of ASCII letters/digits, hashed as polynomials over their characters.
-    alnum = ((cp >= 97) & (cp <= 122)) | (cp == 48)
-    edge = np.diff(alnum.astype(np.int8), prepend=0, append=0)
+    alnum = np.zeros(total + 2, dtype=np.int8)
+    alnum[1:-1] = ((cp >= 97) & (cp <= 122)) | (cp == 48)
+    edge = alnum[1:] - alnum[:-1]
     w_start = np.flatnonzero(edge == 1)
     w_end = np.flatnonzero(edge == -1)
     word_starts = np.full(total, -1, dtype=np.int64)
@@ -154,7 +161,7 @@ def featurise(texts: Sequence[str], bits: int) -> Features:
     # per-language intercept, since the corpora's class balance differs by language.
     han = np.add.reduceat(((cp >= 0x3400) & (cp <= 0x9FFF)).astype(np.int32), row_offsets[:-1]) > 0 if n else \
         np.zeros(0, dtype=bool)
-    buckets[row_offsets[:-1], 0] = np.where(han, _script_bucket(1, shift), _script_bucket(0, shift))
+    buckets[row_offsets[:-1], 0] = np.where(han, *_script_buckets(bits))
     n_char_feats = (lens - _PAD - 1) * nc
     scale = (1.0 / np.sqrt(n_char_feats + n_words)).astype(np.float32)
     return Features(n, buckets, row_offsets, scale, cut, word_starts, bigram_starts, han, joined, codepoints)
@@ -163,6 +170,18 @@ def featurise(texts: Sequence[str], bits: int) -> Features:
 def _script_bucket(script: int, shift: np.uint64) -> int:
     with np.errstate(over="ignore"):
         return int(_mix(np.array([_SCRIPT_SALT + np.uint64(script)], dtype=np.uint64), shift)[0]) or 1
+
+
+_script_cache: dict[int, tuple[int, int]] = {}
+
+
+def _script_buckets(bits: int) -> tuple[int, int]:
+    """(Chinese, other) script buckets for ``bits``, computed once."""
+    found = _script_cache.get(bits)
+    if found is None:
+        shift = np.uint64(64 - bits)
+        found = _script_cache[bits] = (_script_bucket(1, shift), _script_bucket(0, shift))
+    return found
 
 
 def to_sparse(feats: Features, bits: int):  # -> scipy.sparse.csr_matrix
