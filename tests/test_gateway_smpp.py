@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import struct
 import time
+from types import SimpleNamespace
 
 import pytest
 import smpplib.client
@@ -275,7 +277,10 @@ def test_pass_through_mode_never_calls_the_engine(gateway):
     assert gw.engine.calls == 0
 
 
-def test_opt_out_reply_reaches_the_consent_ledger(loop, tmp_path):
+@contextlib.contextmanager
+def opt_out_firewall(loop, tmp_path, bind: str):
+    """A firewall whose replies go through the opt-out hook into a real consent ledger, and an smpplib client
+    bound as ``bind`` ("receiver" or "transceiver") that collects what it is sent."""
     ledger_mod = pytest.importorskip("skyshield.compliance.ledger", reason="compliance ledger not installed")
     from skyshield.gateway.replies import OptOutReplies
 
@@ -286,26 +291,32 @@ def test_opt_out_reply_reaches_the_consent_ledger(loop, tmp_path):
     firewall = Firewall(policy, KeywordEngine(), loop.run(smsc.start()), on_reply=hook)
     port = loop.run(firewall.start("127.0.0.1", 0))[1]
     client = smpplib.client.Client("127.0.0.1", port, timeout=5, allow_unknown_opt_params=True)
-    got = []
+    got: list = []
     client.set_message_received_handler(lambda pdu: got.append(pdu))
     try:
         client.connect()
-        client.bind_receiver(system_id="acme", password="secret")
-        done = [asyncio.run_coroutine_threadsafe(smsc.deliver("acme", "13800138000", "10690001", text), loop.loop)
-                for text in ("退订", "when does the sale end?")]
-        while len(got) < 2:
-            client.read_once()
-        assert [f.result(5) for f in done] == [0, 0]
-        hook.close()  # waits for the filing thread
-        record = ledger.state("acme", [ledger_mod.SENDER_SCOPE + "10690001"], "13800138000")
-        assert record is not None and record.status == ledger_mod.OPT_OUT
-        assert ledger.state("acme", [ledger_mod.SENDER_SCOPE + "10690001"], "13900000000") is None
-        assert [p.short_message.decode("utf-16-be") for p in got[:1]] == ["退订"]  # relayed to the sender as well
+        getattr(client, f"bind_{bind}")(system_id="acme", password="secret")
+        yield SimpleNamespace(ledger_mod=ledger_mod, ledger=ledger, hook=hook, smsc=smsc, client=client, got=got)
     finally:
         client.disconnect()
         loop.run(firewall.close())
         loop.run(smsc.close())
+        hook.close()
         ledger.close()
+
+
+def test_opt_out_reply_reaches_the_consent_ledger(loop, tmp_path):
+    with opt_out_firewall(loop, tmp_path, "receiver") as f:
+        done = [asyncio.run_coroutine_threadsafe(f.smsc.deliver("acme", "13800138000", "10690001", text), loop.loop)
+                for text in ("退订", "when does the sale end?")]
+        while len(f.got) < 2:
+            f.client.read_once()
+        assert [d.result(5) for d in done] == [0, 0]
+        f.hook.close()  # waits for the filing thread
+        record = f.ledger.state("acme", [f.ledger_mod.SENDER_SCOPE + "10690001"], "13800138000")
+        assert record is not None and record.status == f.ledger_mod.OPT_OUT
+        assert f.ledger.state("acme", [f.ledger_mod.SENDER_SCOPE + "10690001"], "13900000000") is None
+        assert [p.short_message.decode("utf-16-be") for p in f.got[:1]] == ["退订"]  # relayed to the sender as well
 
 
 def test_real_engine_refuses_fraud_and_the_store_keeps_why(loop, tmp_path, monkeypatch):
@@ -463,34 +474,15 @@ def test_fake_ok_receipt_goes_to_the_tenants_receiver_bind(gateway):
 
 
 def test_opt_out_reply_gets_one_confirmation_sent_upstream(loop, tmp_path):
-    ledger_mod = pytest.importorskip("skyshield.compliance.ledger", reason="compliance ledger not installed")
-    from skyshield.gateway.replies import OptOutReplies
-
-    ledger = ledger_mod.ConsentLedger(tmp_path / "consent.db", b"k" * 32)
-    policy = Policy.from_text(TENANTS)
-    hook = OptOutReplies(ledger, policy)
-    smsc = SmscSimulator()
-    firewall = Firewall(policy, KeywordEngine(), loop.run(smsc.start()), on_reply=hook)
-    port = loop.run(firewall.start("127.0.0.1", 0))[1]
-    client = smpplib.client.Client("127.0.0.1", port, timeout=5, allow_unknown_opt_params=True)
-    got = []
-    client.set_message_received_handler(lambda pdu: got.append(pdu))
-    try:
-        client.connect()
-        client.bind_transceiver(system_id="acme", password="secret")
+    with opt_out_firewall(loop, tmp_path, "transceiver") as f:
         for n, text in enumerate(("退订", "退订", "when does the sale end?"), 1):  # the 2nd is already on record
-            fut = asyncio.run_coroutine_threadsafe(smsc.deliver("acme", "13800138000", "10690001", text), loop.loop)
-            while len(got) < n:
-                client.read_once()
+            fut = asyncio.run_coroutine_threadsafe(f.smsc.deliver("acme", "13800138000", "10690001", text),
+                                                   loop.loop)
+            while len(f.got) < n:
+                f.client.read_once()
             assert fut.result(5) == 0
-        assert wait_for(lambda: len(smsc.received) >= 1)
+        assert wait_for(lambda: len(f.smsc.received) >= 1)
         time.sleep(0.3)  # a second confirmation would have arrived by now
-        (confirmation,) = smsc.received
+        (confirmation,) = f.smsc.received
         assert (confirmation.sm.source_addr, confirmation.sm.destination_addr) == ("10690001", "13800138000")
         assert confirmation.text == "您已成功退订，将不再收到我们的营销短信。"  # confirm_zh; no signature on record
-    finally:
-        client.disconnect()
-        loop.run(firewall.close())
-        loop.run(smsc.close())
-        hook.close()
-        ledger.close()
