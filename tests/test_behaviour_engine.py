@@ -135,6 +135,12 @@ def test_http_routes(policy: Policy, tmp_path: Path, text_model) -> None:
         assert body["checked"] == 70 and body["results"][0]["decision"] == "allow"
         last = body["results"][-1]
         assert last["call_id"] == "c69" and last["decision"] == "block" and last["reasons"]
+        # Every decision is recorded like the SIP proxy's: channel "call", the caller's id as the message id.
+        stored = client.get(f"/v1/verdicts/{last['id']}").json()
+        assert stored["message"]["channel"] == "call" and stored["message"]["id"] == "c69"
+        assert stored["action"] == "block" and stored["signals"]
+        listed = client.get("/v1/verdicts", params={"channel": "call", "limit": 100}).json()
+        assert len(listed["verdicts"]) == 70
         p = client.get("/v1/numbers/17300000001").json()
         assert p["seen"] and p["features"]["distinct_callees_1h"] >= 30 and p["fraud_probability"] > 0.5
         assert client.get("/v1/numbers/19999999999").json()["seen"] is False
