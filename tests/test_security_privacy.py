@@ -80,6 +80,32 @@ def test_purge_deletes_old_text_but_keeps_verdicts_and_signals(store):
     assert store.get(recent_id).text == "新消息"
 
 
+def test_purge_empties_the_pdus_of_held_messages_that_are_done(store):
+    held_mod = pytest.importorskip("skyshield.disposal.held", reason="SMPP hold queue not installed")
+    book = held_mod.HeldMessages(store)
+    part = b"\x00\x00\x00\x10" + b"x" * 12  # a 16-octet "PDU": what matters is that it is kept, then emptied
+    msg = Message("您好，这里是市公安局，请配合调查", sender="13800138000", tenant="acme")
+    forwarded = book.keep(msg, _verdict(), [(part, "m1", 1)], wants_receipt=True)
+    waiting = book.keep(msg, _verdict(), [(part, "m2", 1)], wants_receipt=True)
+    refused = book.keep(msg, _verdict(), [(part, "m3", 0)], wants_receipt=False)
+    with book.db.transaction() as db:
+        db.execute("UPDATE smpp_held SET status = 'released' WHERE id = ?", (forwarded,))
+        db.execute("UPDATE smpp_held SET status = 'rejected' WHERE id = ?", (refused,))
+    (claimed,) = book.claim("w1", ["acme"], [])
+    book.finish(claimed.id, "forwarded", ["up1"])
+
+    def pdus() -> dict[int, bytes]:
+        return {r["id"]: bytes(r["pdus"]) for r in book.db.rows("SELECT id, pdus FROM smpp_held")}
+
+    keep = retention_seconds(Policy.load())
+    purge_text(store, keep, now=utcnow() + timedelta(days=89))
+    assert pdus() == {forwarded: part, waiting: part, refused: part}
+    purge_text(store, keep, now=utcnow() + timedelta(days=91))
+    # Still held for review: kept; forwarded, or rejected with no receipt owed: the text is gone.
+    assert pdus() == {forwarded: b"", waiting: part, refused: b""}
+    book.close()
+
+
 def test_empty_retention_keeps_text_forever():
     assert retention_seconds(Policy.from_text('[privacy]\nretain_text = ""\n')) is None
 

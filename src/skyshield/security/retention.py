@@ -9,6 +9,7 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from skyshield.policy import Policy, parse_duration
 from skyshield.security.db import q, write_transaction
@@ -27,17 +28,30 @@ def purge_text(store: VerdictStore, older_than_s: int, *, now: datetime | None =
     """Delete the text of verdicts stored more than ``older_than_s`` seconds before ``now``; returns how many."""
     now = now or datetime.now(UTC)
     cutoff = (now - timedelta(seconds=older_than_s)).astimezone(UTC).isoformat(timespec="microseconds")
+    held_table = "smpp_hold" in store.schema_versions()
     conn = store.connect()
     try:
         with write_transaction(conn):
             cur = conn.execute(q(conn, "UPDATE verdicts SET text = NULL WHERE text IS NOT NULL AND stored_at < ?"),
                                (cutoff,))
             n = cur.rowcount
+            held = _purge_held(conn, cutoff) if held_table else 0
     finally:
         conn.close()
-    if n:
-        log.info("retention: deleted the text of %d messages stored before %s", n, cutoff)
+    if n or held:
+        log.info("retention: deleted the text of %d messages and the PDUs of %d held ones from before %s",
+                 max(n, 0), held, cutoff)
     return max(n, 0)
+
+
+def _purge_held(conn: Any, cutoff: str) -> int:
+    """Empty the PDUs (the text) of SMPP held messages from before ``cutoff`` that need them no more: forwarded
+    or answered (done), or rejected/expired with no receipt to send. Held ones, released ones not yet forwarded
+    and claimed ones not done (a claim can be given back) keep theirs."""
+    cur = conn.execute(q(conn, "UPDATE smpp_held SET pdus = ? WHERE held_at < ? AND length(pdus) > 0 AND"
+                               " (done_at IS NOT NULL OR (status IN ('rejected', 'expired') AND wants_receipt = 0))"),
+                       (b"", cutoff))
+    return max(cur.rowcount, 0)
 
 
 def start_purger(store: VerdictStore, policy: Policy) -> Callable[[], None]:
