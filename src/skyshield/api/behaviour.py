@@ -16,6 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
+from skyshield.api.core import save_verdicts
 from skyshield.api.deps import ApiState, get_state
 from skyshield.api.errors import ApiError, json_response
 from skyshield.behaviour.calls import CallScreener, call_decision, epoch
@@ -24,7 +25,6 @@ from skyshield.events import Call, utcnow
 from skyshield.explain import verdict_summary
 from skyshield.gateway.recording import call_message
 from skyshield.security.api import effective_tenant
-from skyshield.security.failsafe import journal, journal_path, store_failed
 
 router = APIRouter(tags=["calls"])
 StateDep = Annotated[ApiState, Depends(get_state)]
@@ -60,14 +60,7 @@ def _screen(state: ApiState, calls: list[CallIn]) -> list[dict[str, Any]]:
         call = Call(c.caller, c.callee, c.start or utcnow(), c.duration, c.answered, c.tenant)
         screened.append((call_message(call, c.id), screener.screen(call, c.cell, c.device)))
     # Recorded like the SIP proxy's decisions (channel "call"), so `why`, the console and reports find them.
-    failsafe = None
-    try:
-        state.store.save(screened, idempotent=True)
-    except Exception as exc:  # noqa: BLE001 - the same fail-safe as a message batch: on_failure decides
-        verdicts = [v for _, v in screened]
-        store_failed(state.policy, verdicts, exc)
-        journal(journal_path(state.settings), [m for m, _ in screened], verdicts)
-        failsafe = "store_unavailable"
+    failsafe = save_verdicts(state, screened)
     results = []
     for index, (c, (_, verdict)) in enumerate(zip(calls, screened, strict=True)):
         results.append({"index": index, "call_id": c.id, "decision": call_decision(verdict),

@@ -25,7 +25,7 @@ from skyshield.api.schemas import (
     MessageIn,
     PartialCheckResponse,
 )
-from skyshield.events import Action, Category, Channel, Message, utcnow
+from skyshield.events import Action, Category, Channel, Message, Verdict, utcnow
 from skyshield.explain import verdict_summary
 from skyshield.metrics import REQUEST_SECONDS, STORE_SECONDS, exposition, record_batch, record_error
 from skyshield.security.api import effective_tenant, may_see, principal_of
@@ -162,6 +162,19 @@ def _to_message(item: MessageIn) -> Message:
     )
 
 
+def save_verdicts(state: ApiState, items: list[tuple[Message, Verdict]]) -> str | None:
+    """Store a checked batch (idempotent on the caller's ids); when the store fails, the policy's fail-safe
+    (``on_failure``) marks the verdicts, the journal keeps the decisions, and this returns "store_unavailable"."""
+    try:
+        state.store.save(items, idempotent=True)
+    except Exception as exc:  # noqa: BLE001
+        verdicts = [v for _, v in items]
+        store_failed(state.policy, verdicts, exc)
+        journal(journal_path(state.settings), [m for m, _ in items], verdicts)
+        return "store_unavailable"
+    return None
+
+
 def _score_and_store(state: ApiState, valid: list[tuple[int, MessageIn]]) -> dict[int, dict[str, Any]]:
     """Verdict summaries by index. A message whose ``id`` (per tenant) was checked before is not scored or
     stored again: it gets the stored verdict, marked ``replayed`` (so a client may safely resend a batch)."""
@@ -197,12 +210,7 @@ def _score_and_store(state: ApiState, valid: list[tuple[int, MessageIn]]) -> dic
                 failsafe = "engine_unavailable"
             record_batch("api", verdicts, time.perf_counter() - started)
         started = time.perf_counter()
-        try:
-            state.store.save(list(zip(messages, verdicts, strict=True)), idempotent=True)
-        except Exception as exc:  # noqa: BLE001
-            store_failed(state.policy, verdicts, exc)
-            journal(journal_path(state.settings), messages, verdicts)
-            failsafe = "store_unavailable"
+        failsafe = save_verdicts(state, list(zip(messages, verdicts, strict=True))) or failsafe
         STORE_SECONDS.labels("api").observe(time.perf_counter() - started)
         for (index, item), verdict in zip(fresh, verdicts, strict=True):
             out[index] = {"index": index, "message_id": item.id, **verdict_summary(verdict), "replayed": False}

@@ -437,11 +437,6 @@ class ConsentLedger:
         self._many("INSERT INTO compliance_sends (tenant, scope, sender, recipient, category, ts) "
                    "VALUES (?,?,?,?,?,?)", rows)
 
-    def forget_sends(self, rows: Sequence[tuple[str, str, str, str, str, float]]) -> None:
-        row_id = "rowid" if self.db.sqlite else "ctid"  # one row of identical ones: the physical row id
-        self._many(f"DELETE FROM compliance_sends WHERE {row_id} = (SELECT {row_id} FROM compliance_sends WHERE "
-                   "tenant=? AND scope=? AND sender=? AND recipient=? AND category=? AND ts=? LIMIT 1)", rows)
-
     def recent_sends(self, since: float) -> list[tuple[str, str, str, str, str, float]]:
         with self._lock:
             return [tuple(r) for r in self.db.execute(
