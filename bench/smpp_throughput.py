@@ -1,6 +1,7 @@
 """SMPP firewall throughput and added latency on loopback, beside baselines measured in the same run.
 
-    load generator → skyshield smpp (scoring on) → SMSC simulator
+    load generator → skyshield smpp (scoring on: the engine in its own process, as shipped) → SMSC simulator
+    load generator → skyshield smpp (scoring on, engine_process = false: the engine on a thread) → SMSC simulator
     load generator → skyshield smpp --no-scoring (same code, pass-through) → SMSC simulator
     load generator → SMSC simulator directly
 
@@ -42,6 +43,7 @@ SAMPLES = [
     "Hey, are we still on for dinner tonight? Table for {n}",
     "WINNER!! You have been selected to receive a prize reward! Call 0906170{n}",
 ]
+THREAD_PATH = "full scoring, engine thread"
 POLICY = ('[tenants.bench]\nsystem_id = "bench"\npassword = "bench"\n'
           '[gateway.smpp]\nmax_rate = "100000 / 1s"\nwindow = 1000\n')
 
@@ -255,6 +257,8 @@ def main() -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a [gateway.smpp] policy line for the firewall, e.g. --set batch_wait_ms=0 (repeatable)")
     ap.add_argument("--workers", type=int, default=1, help="firewall worker processes (skyshield smpp --workers)")
+    ap.add_argument("--no-thread-path", action="store_true",
+                    help="skip the engine-on-a-thread comparison path (engine_process = false)")
     args = ap.parse_args()
 
     pdus = make_pdus(args.n)
@@ -262,25 +266,32 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="skyshield-bench-"))
     extra = "".join(f"{line.partition('=')[0].strip()} = {line.partition('=')[2].strip()}\n" for line in args.set)
     (tmp / "policy.toml").write_text(POLICY + extra)
+    (tmp / "policy-thread.toml").write_text(POLICY + "engine_process = false\n" + extra)
     env = dict(os.environ, SKYSHIELD_DB=f"sqlite:///{tmp / 'bench.db'}", PYTHONUNBUFFERED="1")
-    exe = [sys.executable, "-m", "skyshield.cli", "--policy", str(tmp / "policy.toml")]
+    exe = [sys.executable, "-m", "skyshield.cli", "--policy"]
     sim_port = free_port()
     sim = subprocess.Popen([sys.executable, "-m", "skyshield.gateway.smsc_sim", "--listen", f"127.0.0.1:{sim_port}"],
                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     results = {}
     try:
         wait_port(sim_port, sim)
-        paths = [("direct to SMSC", None), ("pass-through relay", ["--no-scoring"]),
-                 ("firewall, full scoring", [] if not args.no_record else ["--no-record"])]
-        for name, flags in paths:
+        record = [] if not args.no_record else ["--no-record"]
+        paths = [("direct to SMSC", None, ""), ("pass-through relay", ["--no-scoring"], "policy.toml"),
+                 ("firewall, full scoring", record, "policy.toml")]
+        if not args.no_thread_path:
+            paths.append((THREAD_PATH, record, "policy-thread.toml"))
+        for number, (name, flags, policy) in enumerate(paths):
             proc = None
+            # Each firewall starts on an empty database: the behaviour engine and the consent ledger's send
+            # counts must not carry one path's traffic into the next path's verdicts.
+            path_env = dict(env, SKYSHIELD_DB=f"sqlite:///{tmp / f'bench-{number}.db'}")
             port = sim_port
             if flags is not None:
                 port = free_port()
-                proc = subprocess.Popen(exe + ["smpp", "--listen", f"127.0.0.1:{port}", "--upstream",
+                proc = subprocess.Popen(exe + [str(tmp / policy), "smpp", "--listen", f"127.0.0.1:{port}", "--upstream",
                                                f"127.0.0.1:{sim_port}", "--log-level", "WARNING",
                                                "--workers", str(args.workers), *flags],
-                                        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                        env=path_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                 wait_port(port, proc)
                 asyncio.run(saturate(port, pdus[:500], 1, args.window, args.limit))  # warm-up (model load)
             cpu_before = cpu_seconds(proc.pid) if proc is not None else 0.0
@@ -322,8 +333,13 @@ def main() -> int:
     print(f"added latency by the firewall at {args.rate:g}/s: p50 {full[1]['p50'] - direct['p50']:.2f} ms, "
           f"p99 {full[1]['p99'] - direct['p99']:.2f} ms (pass-through adds p99 "
           f"{passthrough[1]['p99'] - direct['p99']:.2f} ms)")
-    for name in ("pass-through relay", "firewall, full scoring"):
-        if len(results[name]) > 2:
+    if THREAD_PATH in results:
+        thread = results[THREAD_PATH]
+        print(f"engine in its own process / on a thread: throughput {full[0]['rate'] / thread[0]['rate']:.2f}x, "
+              f"p50 {full[1]['p50']:.2f} vs {thread[1]['p50']:.2f} ms, p99 {full[1]['p99']:.2f} vs "
+              f"{thread[1]['p99']:.2f} ms at {args.rate:g}/s")
+    for name in ("pass-through relay", "firewall, full scoring", THREAD_PATH):
+        if name in results and len(results[name]) > 2:
             print(f"{name}: {results[name][2]}")
     return 0
 

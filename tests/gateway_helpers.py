@@ -4,6 +4,7 @@ firewall between real smpplib senders and the SMSC simulator."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import struct
 import threading
@@ -186,3 +187,15 @@ def read_answers(client: smpplib.client.Client, count: int) -> list:
     while len(client.answers) < count:
         client.read_once()
     return client.answers
+
+
+def keyword_engine(policy: Policy) -> KeywordEngine:
+    """An engine factory for :class:`~skyshield.gateway.engine_process.EngineProcess` (module-level, so the
+    spawned child can import it): a :class:`KeywordEngine` that also holds texts with "请核对收件信息".
+    ``SKYSHIELD_TEST_BUILD_DELAY`` (seconds) makes building it slow, as loading a real model is."""
+    time.sleep(float(os.environ.get("SKYSHIELD_TEST_BUILD_DELAY", "0")))
+    return KeywordEngine({"安全账户": Action.BLOCK, "verify your account": Action.BLOCK, "请核对收件信息": Action.HOLD})
+
+
+def broken_engine(policy: Policy) -> KeywordEngine:
+    raise RuntimeError("model file is corrupt")

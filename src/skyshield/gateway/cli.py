@@ -86,21 +86,32 @@ def run_smpp_worker(args: argparse.Namespace, reuse_port: bool = False) -> int:
     log = logging.getLogger("skyshield.gateway.smpp")
     policy = Policy.load(args.policy)
     listen, upstream = parse_hostport(args.listen), parse_hostport(args.upstream)
-    engine = None
+    engine: Any = None
+    in_process = bool(policy.section("gateway.smpp")["engine_process"])
     if not args.no_scoring:
         try:
-            from skyshield.assembly import build_engine, tune_gc_for_serving
+            if in_process:
+                from skyshield.gateway.engine_process import EngineProcess
 
-            engine = build_engine(policy)
-            tune_gc_for_serving()
-            # The engine judges on a worker thread while the event loop relays; with CPython's default 5 ms
-            # GIL switch interval the loop waits up to 5 ms each time the engine holds the GIL, which is what
-            # dominated the added latency. Switch every 0.5 ms instead.
-            sys.setswitchinterval(0.0005)
+                # The child builds the engine and writes the records; this process keeps the event loop alone.
+                engine = EngineProcess(policy, record=not args.no_record)
+                engine.start()
+            else:
+                from skyshield.assembly import build_engine
+
+                engine = build_engine(policy)
+                # The engine judges on a worker thread while the event loop relays; with CPython's default 5 ms
+                # GIL switch interval the loop waits up to 5 ms each time the engine holds the GIL, which is
+                # what dominated the added latency. Switch every 0.5 ms instead.
+                sys.setswitchinterval(0.0005)
         except Exception as exc:  # noqa: BLE001 - run in the policy's fail mode and say so
+            engine = None
             mode = "forwarding unjudged" if policy.section("gateway.smpp")["fail_open"] else "refusing"
             log.error("the engine could not be built (%s): %s every message per gateway.smpp.fail_open", exc, mode)
-    recorder = None if args.no_record or args.no_scoring else open_recorder(policy)
+    from skyshield.assembly import tune_gc_for_serving
+
+    tune_gc_for_serving()
+    recorder = None if args.no_record or args.no_scoring or in_process else open_recorder(policy)
     replies = open_reply_handler(policy)
     # Held messages are kept for review even with --no-record: the review needs their verdicts.
     held = None
@@ -126,6 +137,9 @@ def run_smpp_worker(args: argparse.Namespace, reuse_port: bool = False) -> int:
         held.close()
         held.store.close()
     print(firewall.scorer.stats())
+    if firewall.scorer.process is not None:
+        process = firewall.scorer.process
+        print(f"engine process: {process.saved} records saved, {process.failed} failed, {process.restarts} restarts")
     print("decisions: " + ", ".join(f"{k}={v}" for k, v in firewall.counts.items()))
     return 0
 

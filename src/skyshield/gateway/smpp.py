@@ -31,6 +31,7 @@ from typing import Any
 
 from skyshield.events import Action, Channel, Message, Verdict
 from skyshield.gateway import smpp_pdu as P
+from skyshield.gateway.engine_process import EngineProcess
 from skyshield.gateway.smpp_hold import HoldQueue
 from skyshield.gateway.smpp_text import Group, Part, Reassembler, decode, split_udh
 from skyshield.policy import Policy, PolicyError, parse_duration, parse_rate
@@ -64,6 +65,7 @@ class SmppSettings:
     batch_max: int = 256
     batch_wait: float = 0.0
     engine_thread: bool = True
+    engine_process: bool = True
     reassembly_timeout: float = 10.0
     verdict_tlv: int = 0
     upstream_timeout: float = 10.0
@@ -101,6 +103,7 @@ class SmppSettings:
             batch_max=int(s["batch_max"]),
             batch_wait=float(s["batch_wait_ms"]) / 1000.0,
             engine_thread=bool(s["engine_thread"]),
+            engine_process=bool(s["engine_process"]),
             reassembly_timeout=float(parse_duration(s["reassembly_timeout"])),
             verdict_tlv=int(s["verdict_tlv"]),
             upstream_timeout=float(parse_duration(s["upstream_timeout"])),
@@ -241,7 +244,9 @@ class BatchScorer:
         self._timer: asyncio.Handle | None = None
         self._busy = False
         self._executor: ThreadPoolExecutor | None = None
-        if engine is not None and settings.engine_thread:
+        #: The engine runs in a child process (it records there too); answers come on the event loop.
+        self.process: EngineProcess | None = engine if isinstance(engine, EngineProcess) else None
+        if engine is not None and self.process is None and settings.engine_thread:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="skyshield-engine")
         self.batches = 0
         self.judged = 0
@@ -288,12 +293,15 @@ class BatchScorer:
         self.max_waited = max(self.max_waited, *waits)
         if self.engine is None:
             self.finish(batch, None, 0.0, None if self.passthrough else RuntimeError("no engine"))
+        elif self.process is not None:
+            self._busy = True
+            self.process.check(messages, lambda answer: self.answered(batch, answer))
         elif self._executor is None:
             self.finish(batch, *self.judge(messages))
         else:
             self._busy = True
             future = asyncio.get_running_loop().run_in_executor(self._executor, self.judge, messages)
-            future.add_done_callback(lambda f: self.judged_in_thread(batch, f))
+            future.add_done_callback(lambda f: self.answered(batch, f.result()))
 
     def judge(self, messages: list[Message]) -> tuple[list[Verdict] | None, float, Exception | None]:
         started = time.perf_counter()
@@ -302,10 +310,12 @@ class BatchScorer:
         except Exception as exc:  # noqa: BLE001 - fail open or closed per policy, never crash the gateway
             return None, time.perf_counter() - started, exc
 
-    def judged_in_thread(self, batch: list[tuple[EsmeSession, Group, Message]], future: asyncio.Future) -> None:
+    def answered(self, batch: list[tuple[EsmeSession, Group, Message]],
+               answer: tuple[list[Verdict] | None, float, Exception | None]) -> None:
+        """The engine thread or process answered ``batch`` (on the event loop)."""
         self._busy = False
         try:
-            self.finish(batch, *future.result())
+            self.finish(batch, *answer)
         finally:
             self.next_job()
 
@@ -346,7 +356,9 @@ class BatchScorer:
         for i, (session, group, message) in enumerate(batch):
             if session.on_verdict(group, message, verdicts[i] if verdicts else None, failed):
                 kept.add(i)
-        if self.recorder is not None and verdicts:
+        if self.process is not None and verdicts:
+            self.process.settle(kept)  # the engine process records the rest
+        elif self.recorder is not None and verdicts:
             records = [(m, v) for i, ((_, _, m), v) in enumerate(zip(batch, verdicts, strict=True)) if i not in kept]
             if self._executor is None:
                 self.recorder.record(records)  # no worker thread here: the recorder's own thread writes
@@ -356,6 +368,8 @@ class BatchScorer:
     def close(self) -> None:
         """Stop judging; records not yet written go to the recorder's thread (``Recorder.close`` writes them)."""
         self.flush()
+        if self.process is not None:
+            self.process.close()  # answers the batch in flight, then the child writes its records
         if self._executor is not None:
             # One job at a time runs there: let it end (a chunk of records being written must not be dropped).
             self._executor.shutdown(wait=True)
@@ -407,6 +421,8 @@ class Firewall:
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(lambda: EsmeSession(self), host, port, reuse_port=reuse_port or None)
         sock = self.server.sockets[0].getsockname()
+        if self.scorer.process is not None:
+            self.scorer.process.attach(loop)
         if self.hold is not None:
             self.hold.start()
         log.info("SMPP firewall listening on %s:%d, SMS centre %s:%d", sock[0], sock[1], *self.upstream)

@@ -1,0 +1,108 @@
+"""The SMPP firewall with its engine in a child process (``engine_process = true``, what ``skyshield smpp`` runs):
+real smpplib senders, the real firewall, the SMSC simulator, and a spawned engine process that also writes the
+records. The child is killed outright in one test to show the gateway keeps answering and gets a new one."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+import smpplib.consts
+
+from gateway_helpers import TENANTS, Gateway, broken_engine, keyword_engine, read_answers, send_text, wait_for
+from skyshield.config import load_settings
+from skyshield.disposal.held import HeldMessages
+from skyshield.events import Action, Channel
+from skyshield.gateway.engine_process import EngineProcess, EngineUnavailable
+from skyshield.policy import Policy
+from skyshield.store import open_store
+
+FRAUD = "您好，这里是市公安局，您的银行卡涉嫌洗钱，请立即将资金转入安全账户配合调查"
+
+
+@pytest.fixture
+def db(tmp_path, monkeypatch):
+    """The database the engine process records to (it reads SKYSHIELD_DB like any skyshield process)."""
+    url = f"sqlite:///{tmp_path / 'sky.db'}"
+    monkeypatch.setenv("SKYSHIELD_DB", url)
+    return url
+
+
+def start_engine(policy_text: str = "", factory=keyword_engine) -> EngineProcess:
+    engine = EngineProcess(Policy.from_text(TENANTS + policy_text), factory=factory)
+    engine.start()
+    return engine
+
+
+def stored(db: str, **query) -> list:
+    store = open_store(load_settings(db))
+    try:
+        return store.search(**query)
+    finally:
+        store.close()
+
+
+def test_real_engine_in_its_process_refuses_fraud_and_the_child_records_every_decision(loop, db):
+    gw = Gateway(loop, engine=start_engine(factory=None))  # factory None: the shipped engine, build_engine
+    try:
+        client = gw.client("transmitter")
+        send_text(client, FRAUD, source="10690001")
+        send_text(client, "【顺丰速运】您的快递已到达小区驿站，取件码8-3-2011，请凭码取件。", source="10690002")
+        answers = read_answers(client, 2)
+        assert sorted(a.status for a in answers) == [0, smpplib.consts.SMPP_ESME_RSUBMITFAIL]
+        assert wait_for(lambda: len(gw.smsc.received) == 1)
+        assert "取件码" in gw.smsc.received[0].text
+    finally:
+        gw.close()  # the child writes what it holds before it stops
+    fraud, = stored(db, sender="10690001")
+    assert fraud.verdict.action is Action.BLOCK and fraud.verdict.category.value == "fraud"
+    assert fraud.channel is Channel.SMPP and fraud.tenant == "acme" and fraud.text == FRAUD
+    parcel, = stored(db, sender="10690002")
+    assert parcel.verdict.action is Action.DELIVER
+
+
+def test_killed_engine_process_fails_closed_then_a_new_one_judges(loop, db, caplog, monkeypatch):
+    engine = start_engine()
+    monkeypatch.setenv("SKYSHIELD_TEST_BUILD_DELAY", "2")  # the next child takes 2 s to build its engine
+    gw = Gateway(loop, "[gateway.smpp]\nfail_open = false\nfail_status = 0x08\n", engine=engine)
+    try:
+        client = gw.client("transmitter")
+        send_text(client, "verify your account now")
+        assert read_answers(client, 1)[0].status == smpplib.consts.SMPP_ESME_RSUBMITFAIL
+        os.kill(engine._process.pid, signal.SIGKILL)
+        assert wait_for(lambda: not engine.alive, timeout=10)
+        send_text(client, "See you at 6")  # no engine while the new one builds: refused per fail_open = false
+        assert read_answers(client, 2)[1].status == 0x08
+        assert gw.smsc.received == []
+        assert wait_for(lambda: engine.alive and engine.restarts == 1, timeout=60)
+        send_text(client, "verify your account again")
+        send_text(client, "See you at 7")
+        answers = read_answers(client, 4)[2:]
+        assert sorted(a.status for a in answers) == [0, smpplib.consts.SMPP_ESME_RSUBMITFAIL]  # judged again
+    finally:
+        gw.close()
+    assert "the engine process ended" in caplog.text
+    assert sorted(m.text for m in stored(db, channel="smpp") if m.text.endswith(("again", "7"))) == \
+        ["See you at 7", "verify your account again"]
+
+
+def test_held_message_is_recorded_once_by_the_hold_queue_and_the_rest_by_the_child(loop, db):
+    held = HeldMessages(open_store(load_settings(db)))
+    gw = Gateway(loop, engine=start_engine(), held=held)
+    try:
+        client = gw.client("transmitter")
+        send_text(client, "您的包裹地址不完整，请核对收件信息")
+        send_text(client, "See you at 6")
+        assert [a.status for a in read_answers(client, 2)] == [0, 0]
+        assert wait_for(lambda: len(gw.smsc.received) == 1)  # the held one waits for review
+    finally:
+        gw.close()
+        held.close()
+        held.store.close()
+    assert sorted(v.verdict.action.value for v in stored(db, channel="smpp")) == ["deliver", "hold"]
+
+
+def test_engine_that_cannot_be_built_says_why():
+    with pytest.raises(EngineUnavailable, match="model file is corrupt"):
+        start_engine(factory=broken_engine)
