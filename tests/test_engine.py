@@ -60,3 +60,22 @@ def test_a_detector_that_loses_messages_is_an_error_not_a_silent_drop(engine):
     custom = Engine(Policy.load(), engine.analyse, engine.model, [_Counting(results=1)])
     with pytest.raises(RuntimeError, match="counting returned 1 results for 2 messages"):
         custom.check([Message("a"), Message("b")])
+
+
+def test_verdicts_explained_later_are_the_verdicts_explained_at_once():
+    texts = ["您好，这里是市公安局，您的银行卡涉嫌洗钱，请立即将资金转入安全账户配合调查",
+             "【某宝】双11狂欢，全场5折起，点击 t.cn/abc 抢购，回T退订",
+             "WINNER!! You have been selected to receive a prize reward! Call 09061701461",
+             "【招商银行】您尾号1234的卡于11月20日消费人民币1,999.00元，如有疑问请致电95555",
+             "晚上一起吃饭吗"]
+    batch = [Message(t, sender="10690001", recipient="13800138000") for t in texts + texts[:2]]
+    at_once = build_engine().check(batch)  # two engines with the same (empty) state: same verdicts
+    later, explain = build_engine().check_unexplained(batch)
+    assert [v.action for v in later] == [v.action for v in at_once]
+    assert [v.score for v in later] == [v.score for v in at_once]
+    model_terms = [[s.evidence["terms"] for s in v.signals if s.name.startswith("MODEL_")] for v in later]
+    assert all(t == [] for terms in model_terms for t in terms) and any(model_terms)  # not explained yet
+    explain()
+    assert [v.to_dict() for v in later] == [v.to_dict() for v in at_once]
+    fraud_terms = next(s.evidence["terms"] for s in later[0].signals if s.name == "MODEL_FRAUD")
+    assert fraud_terms and all(term in texts[0] or term.lower() in texts[0].lower() for term in fraud_terms[:1])

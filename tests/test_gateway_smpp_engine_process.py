@@ -58,6 +58,9 @@ def test_real_engine_in_its_process_refuses_fraud_and_the_child_records_every_de
     fraud, = stored(db, sender="10690001")
     assert fraud.verdict.action is Action.BLOCK and fraud.verdict.category.value == "fraud"
     assert fraud.channel is Channel.SMPP and fraud.tenant == "acme" and fraud.text == FRAUD
+    # Answered before it was explained, stored after: the record has the text model's terms.
+    (model,) = [s for s in fraud.verdict.signals if s.name == "MODEL_FRAUD"]
+    assert model.evidence["terms"] and "安全账户" in " ".join(fraud.verdict.reasons())
     parcel, = stored(db, sender="10690002")
     assert parcel.verdict.action is Action.DELIVER
 

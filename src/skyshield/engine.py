@@ -7,7 +7,7 @@ context and returns its signals; detectors never call each other and never touch
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -31,7 +31,8 @@ class Detector(Protocol):
     """A check that emits named signals. ``detect`` returns one list of signals per message.
 
     A detector that keeps per-send state may also define ``settle(ctx, verdicts)``; the engine calls it
-    with the final verdicts of the batch.
+    with the final verdicts of the batch. One whose evidence quotes the text model's explanations may define
+    ``explained(ctx, verdicts)``, called once they are known (see :meth:`Engine.check_unexplained`).
     """
 
     name: str
@@ -42,7 +43,9 @@ class Detector(Protocol):
 class TextModel(Protocol):
     version: str
 
-    def predict(self, analyses: Sequence[TextAnalysis]) -> list[TextPrediction]: ...
+    def predict(self, analyses: Sequence[TextAnalysis], explain: bool = True) -> list[TextPrediction]: ...
+
+    def explain(self, analyses: Sequence[TextAnalysis], predictions: Sequence[TextPrediction]) -> None: ...
 
 
 class Analyser(Protocol):
@@ -57,14 +60,27 @@ class Engine:
         self.detectors = list(detectors)
 
     def check(self, messages: Sequence[Message], extra: dict[str, Any] | None = None) -> list[Verdict]:
+        return self._judge(messages, extra, explain=True)[0]
+
+    def check_unexplained(self, messages: Sequence[Message],
+                          extra: dict[str, Any] | None = None) -> tuple[list[Verdict], Callable[[], None]]:
+        """``check`` with the text model's explanations left for later: the verdicts are final (actions, scores,
+        signals) but the text model's terms in their evidence are filled in only when the returned function is
+        called, which must happen before they are stored or shown. Explaining is about a quarter of a small
+        batch's cost, and no decision depends on it: a gateway answers first and explains before it records."""
+        return self._judge(messages, extra, explain=False)
+
+    def _judge(self, messages: Sequence[Message], extra: dict[str, Any] | None,
+               explain: bool) -> tuple[list[Verdict], Callable[[], None]]:
         if not messages:
-            return []
+            return [], _nothing
         # Bulk traffic repeats one text to many recipients: analyse and predict each distinct text once.
         # The shared TextAnalysis/TextPrediction objects are read-only to detectors.
         position: dict[str, int] = {}
         inverse = [position.setdefault(m.text, len(position)) for m in messages]
         distinct_analyses = self.analyse(list(position))
-        distinct_predictions = self.model.predict(distinct_analyses)
+        distinct_predictions = (self.model.predict(distinct_analyses) if explain
+                                else self.model.predict(distinct_analyses, explain=False))
         analyses = [distinct_analyses[j] for j in inverse]
         predictions = [distinct_predictions[j] for j in inverse]
         ctx = BatchContext(messages, analyses, predictions, extra or {})
@@ -89,7 +105,21 @@ class Engine:
             settle = getattr(detector, "settle", None)
             if settle is not None:
                 settle(ctx, verdicts)
-        return verdicts
+        if explain:
+            return verdicts, _nothing
+
+        def explain_now() -> None:
+            self.model.explain(distinct_analyses, distinct_predictions)  # the shared predictions gain their terms
+            for detector in self.detectors:
+                explained = getattr(detector, "explained", None)
+                if explained is not None:
+                    explained(ctx, verdicts)
+
+        return verdicts, explain_now
 
     def check_one(self, message: Message) -> Verdict:
         return self.check([message])[0]
+
+
+def _nothing() -> None:
+    """The explanation step of verdicts that are explained already."""

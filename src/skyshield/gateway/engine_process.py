@@ -16,10 +16,13 @@ answer to the last one):
 
 An answer is the whole ``Verdict`` only for a held message (the hold queue stores it); for the rest it is
 ``(action, score, reasons)``, what the gateway acts on and logs (pickling every verdict with its signals both
-ways cost ~15 µs a message). The child writes the records (write-behind, in chunks, only while no batch
-waits), so record-keeping costs the event loop nothing. What a crash loses is what it lost on the thread: a
-child killed outright loses the batch in flight (answered per ``fail_open``) and records not yet written;
-the parent starts a new child.
+ways cost ~15 µs a message). The child answers before it explains: the text model's terms (a quarter of a
+small batch's cost, and no decision depends on them) are worked out after the answer has gone, then the
+child writes the records (write-behind, in chunks, only while no batch waits), so neither delays an answer
+unless the next batch arrives meanwhile, and record-keeping costs the event loop nothing. A held message's
+verdict is explained before it is answered (the hold queue stores it as it comes). What a crash loses is
+what it lost on the thread: a child killed outright loses the batch in flight (answered per ``fail_open``)
+and records not yet written; the parent starts a new child.
 """
 
 from __future__ import annotations
@@ -252,7 +255,7 @@ class EngineProcess:
 
 
 def _serve(conn: Connection, policy: Policy, record: bool, factory: Callable[[Policy], Any] | None,
-           explain: bool) -> None:
+           explain_blocks: bool) -> None:
     """The child: build the engine, then answer batches and write records until told to stop."""
     # Ctrl-C and a service manager's SIGTERM reach the whole process group: the gateway stops this child
     # itself (after its last batch) and an ended gateway shows here as end of file, so neither is lost.
@@ -272,12 +275,24 @@ def _serve(conn: Connection, policy: Policy, record: bool, factory: Callable[[Po
         conn.send(("failed", f"{type(exc).__name__}: {exc}"))
         return
     conn.send(("ready", getattr(getattr(engine, "model", None), "version", type(engine).__name__)))
-    last: tuple[list[Message], list[Verdict]] | None = None
+    judge = getattr(engine, "check_unexplained", None) or (lambda batch: (engine.check(batch), _explained))
+    last: tuple[list[Message], list[Verdict], Callable[[], None]] | None = None
+    # Work for the idle time between batches, in order: explain a batch, then write its records.
+    explains: list[Callable[[], None]] = []
     records: list[tuple[Message, Verdict]] = []
+
+    def keep(batch: tuple[list[Message], list[Verdict], Callable[[], None]], kept: set[int]) -> None:
+        if recorder is not None:  # explanations are for the record (the log line quotes the signals only)
+            explains.append(batch[2])
+            records.extend(pair for i, pair in enumerate(zip(batch[0], batch[1], strict=True)) if i not in kept)
+
     while True:
-        if records and not conn.poll(0):
-            chunk, records = records[:RECORD_CHUNK], records[RECORD_CHUNK:]
-            recorder.write(chunk)  # type: ignore[union-attr]
+        if (explains or records) and not conn.poll(0):
+            if explains:
+                _explain(explains.pop(0))
+            else:
+                chunk, records = records[:RECORD_CHUNK], records[RECORD_CHUNK:]
+                recorder.write(chunk)  # type: ignore[union-attr]
             continue
         try:
             request = conn.recv()
@@ -286,28 +301,31 @@ def _serve(conn: Connection, policy: Policy, record: bool, factory: Callable[[Po
         kind = request[0]
         if kind == "check":
             if last is not None:  # no "kept" came for the last batch: keep every record rather than none
-                records.extend(zip(*last, strict=True))
+                keep(last, set())
                 last = None
             messages = request[1]
             started = time.perf_counter()
             try:
-                verdicts = engine.check(messages)
+                verdicts, explain = judge(messages)
+                if any(v.action is Action.HOLD for v in verdicts):
+                    _explain(explain)  # the hold queue stores these verdicts as they are answered
+                    explain = _explained
             except Exception as exc:  # noqa: BLE001 - fail open or closed per policy, in the gateway
                 conn.send(("failed", "".join(traceback.format_exception_only(exc)).strip(),
                            time.perf_counter() - started))
-                last = None
                 continue
-            conn.send(("verdicts", _compact(verdicts, explain), time.perf_counter() - started))
-            last = (messages, verdicts) if recorder is not None else None
+            conn.send(("verdicts", _compact(verdicts, explain_blocks), time.perf_counter() - started))
+            last = (messages, verdicts, explain)
         elif kind == "kept":
             if last is not None:
-                kept = request[1]
-                records.extend(pair for i, pair in enumerate(zip(*last, strict=True)) if i not in kept)
+                keep(last, request[1])
             last = None
         elif kind == "stop":
+            if last is not None:
+                keep(last, set())
+            for explain in explains:
+                _explain(explain)
             if recorder is not None:
-                if last is not None:
-                    records.extend(zip(*last, strict=True))
                 if records:
                     recorder.write(records)
                 recorder.close()
@@ -316,3 +334,14 @@ def _serve(conn: Connection, policy: Policy, record: bool, factory: Callable[[Po
             except OSError:
                 pass
             return
+
+
+def _explained() -> None:
+    """The explanation step of a batch that needs none (explained already, or an engine that explains inline)."""
+
+
+def _explain(explain: Callable[[], None]) -> None:
+    try:
+        explain()
+    except Exception:  # noqa: BLE001 - the verdicts stand; they are stored without the model's terms
+        log.exception("could not explain a batch")

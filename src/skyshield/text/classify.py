@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from skyshield.events import Category, FraudSubtype, IllicitSubtype, Signal
+from skyshield.events import Category, FraudSubtype, IllicitSubtype, Signal, Verdict
 from skyshield.text.analysis import Entities, TextAnalysis, TextPrediction
 from skyshield.text.extract import _word
 from skyshield.text.features import CHAR_ORDERS, COLUMNS, Features, featurise
@@ -201,14 +201,35 @@ class TextModel:
                 out.extend(self._predict_chunk(analyses[i:i + CHUNK], explain))
         return out
 
-    def _predict_chunk(self, analyses: Sequence[TextAnalysis], explain: bool) -> list[TextPrediction]:
-        if not analyses:
-            return []
+    def explain(self, analyses: Sequence[TextAnalysis], predictions: Sequence[TextPrediction]) -> None:
+        """Fill ``top_terms`` of ``predictions`` that :meth:`predict` made with ``explain=False``: the same terms
+        ``explain=True`` gives, later (a gateway answers first and explains before it records). In place."""
+        if len(analyses) != len(predictions):
+            raise ValueError("one prediction per analysis")
+        with paused_gc():
+            for i in range(0, len(analyses), CHUNK):
+                feats, packed, probs, best = self._score_chunk(analyses[i:i + CHUNK])
+                for m, top_terms in self._explain_material(feats, packed, probs, best).items():
+                    predictions[i + m].top_terms = top_terms
+
+    def _score_chunk(self, analyses: Sequence[TextAnalysis]) -> tuple[Features, np.ndarray, np.ndarray, np.ndarray]:
         feats = featurise([a.normalised for a in analyses], self.bits)
         packed = np.take(self._cat_packed, feats.buckets)           # (rows, COLUMNS) int32 = 4 x int8
         probs = self._probabilities(self._margins_of(packed, feats), feats.han)
-        best = probs.argmax(axis=1)
-        material = (probs[:, 1:] >= MATERIAL).any(axis=1)
+        return feats, packed, probs, probs.argmax(axis=1)
+
+    def _explain_material(self, feats: Features, packed: np.ndarray, probs: np.ndarray,
+                          best: np.ndarray) -> dict[int, list[tuple[str, float]]]:
+        """Top terms for the messages where promotion, fraud or illicit is material, against their category (or,
+        for ham, the likeliest unwanted one)."""
+        which = np.flatnonzero((probs[:, 1:] >= MATERIAL).any(axis=1))
+        targets = np.where(best[which] != 0, best[which], 1 + probs[which, 1:].argmax(axis=1))
+        return self._explain_batch(feats, packed, which, targets)
+
+    def _predict_chunk(self, analyses: Sequence[TextAnalysis], explain: bool) -> list[TextPrediction]:
+        if not analyses:
+            return []
+        feats, packed, probs, best = self._score_chunk(analyses)
         needs_sub = np.flatnonzero(best >= 2)
         subtype_of: dict[int, tuple[str, str]] = {}
         if len(needs_sub):
@@ -218,11 +239,7 @@ class TextModel:
             illicit_best = (n_fraud + sm[:, n_fraud:].argmax(axis=1)).tolist()
             for m, f, i in zip(needs_sub.tolist(), fraud_best, illicit_best, strict=True):
                 subtype_of[m] = (_SUB_NAMES[f], _SUB_NAMES[i])
-        explained: dict[int, list[tuple[str, float]]] = {}
-        if explain:
-            which = np.flatnonzero(material)
-            targets = np.where(best[which] != 0, best[which], 1 + probs[which, 1:].argmax(axis=1))
-            explained = self._explain_batch(feats, packed, which, targets)
+        explained = self._explain_material(feats, packed, probs, best) if explain else {}
         n = len(analyses)
         ham = _ham_codes(analyses)                        # 0 personal, 1 notification, 2 verification
         # One column per Category, in its order: the ham probability goes to the message's kind of ham.
@@ -365,6 +382,7 @@ _SIGNAL_OF = {
     Category.FRAUD.value: "MODEL_FRAUD",
     Category.ILLICIT.value: "MODEL_ILLICIT",
 }
+_MODEL_SIGNALS = frozenset(_SIGNAL_OF.values())
 
 
 class TextModelDetector:
@@ -390,3 +408,12 @@ class TextModelDetector:
                                                           "terms": terms, "why": why}))
             out.append(signals)
         return out
+
+    def explained(self, ctx: BatchContext, verdicts: Sequence[Verdict]) -> None:
+        """The batch was judged with explanations left for later (``Engine.check_unexplained``); now that the
+        predictions have their terms, put them in the evidence, as :meth:`detect` does."""
+        for prediction, verdict in zip(ctx.predictions, verdicts, strict=True):
+            terms = [t for t, _ in prediction.top_terms]
+            for signal in verdict.signals:
+                if signal.name in _MODEL_SIGNALS:
+                    signal.evidence["terms"] = list(terms)
