@@ -104,10 +104,9 @@ def _connect(db: str | Path | None) -> Database:
     path.parent.mkdir(parents=True, exist_ok=True)
 
     def connect():
-        import sqlite3
+        from skyshield.store.sqlite_conn import connect_sqlite
 
-        con = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        con.execute("PRAGMA journal_mode=WAL")
+        con = connect_sqlite(str(path))
         con.execute(_SCHEMA)
         return con
 

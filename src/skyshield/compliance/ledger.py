@@ -210,14 +210,9 @@ class ConsentLedger:
             self.db.conn.executescript(SCHEMA)
 
     def _sqlite_connect(self) -> Any:
-        import sqlite3
+        from skyshield.store.sqlite_conn import connect_sqlite
 
-        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        if self.path != ":memory:":
-            conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA busy_timeout=5000")
-        conn.execute("PRAGMA synchronous=NORMAL")  # durable across crashes in WAL mode, far fewer fsyncs
-        return conn
+        return connect_sqlite(self.path, busy_timeout=5.0)
 
     @classmethod
     def from_store(cls, store: Any, key: bytes) -> ConsentLedger:

@@ -261,6 +261,11 @@ def _serve(conn: Connection, policy: Policy, record: bool, factory: Callable[[Po
     # itself (after its last batch) and an ended gateway shows here as end of file, so neither is lost.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    from skyshield.store.sqlite_conn import BackgroundCheckpoints
+
+    # The ledger's commits inside engine.check and the record writes between batches must not copy the WAL
+    # back (4-6 ms each time, the firewall's whole p99): a thread of this process does it.
+    checkpoints = BackgroundCheckpoints().start()
     try:
         from skyshield.assembly import build_engine, tune_gc_for_serving
 
@@ -329,6 +334,7 @@ def _serve(conn: Connection, policy: Policy, record: bool, factory: Callable[[Po
                 if records:
                     recorder.write(records)
                 recorder.close()
+            checkpoints.stop()
             try:
                 conn.send(("stopped", recorder.saved if recorder else 0, recorder.failed if recorder else 0))
             except OSError:

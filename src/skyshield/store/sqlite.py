@@ -21,6 +21,7 @@ from skyshield.store.base import (
     register_migration,
     row_to_stored,
 )
+from skyshield.store.sqlite_conn import connect_sqlite
 
 _CORE_SCHEMA = """
 CREATE TABLE verdicts (
@@ -83,10 +84,7 @@ class SQLiteStore(VerdictStore):
     # -- connections and schema -------------------------------------------------------------------
 
     def connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode: a commit survives a process crash; only an OS crash may lose the last commits.
-        conn.execute("PRAGMA synchronous=NORMAL")
+        conn = connect_sqlite(self.path)
         conn.execute("PRAGMA foreign_keys=ON")
         return conn
 
