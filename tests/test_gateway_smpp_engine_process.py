@@ -109,3 +109,39 @@ def test_held_message_is_recorded_once_by_the_hold_queue_and_the_rest_by_the_chi
 def test_engine_that_cannot_be_built_says_why():
     with pytest.raises(EngineUnavailable, match="model file is corrupt"):
         start_engine(factory=broken_engine)
+
+
+class _Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_the_engine_process_collects_garbage_cycles_between_batches_not_during_them():
+    import gc
+    import weakref
+
+    from skyshield.gateway.engine_process import _IdleCollector
+
+    was_enabled = gc.isenabled()
+    try:
+        collector = _IdleCollector()
+        assert not gc.isenabled()  # never in the middle of a batch
+        young = _Cycle()
+        young_ref = weakref.ref(young)
+        del young
+        assert not collector.collect_if_due()  # few new objects: nothing to do yet
+        keep = [[] for _ in range(2 * collector.YOUNG)]
+        assert collector.collect_if_due() and young_ref() is None  # idle, young generation full: collected
+        assert gc.get_count()[0] < 100 and keep
+        old = _Cycle()
+        collector._young()  # survives, frozen
+        old_ref = weakref.ref(old)
+        del old
+        collector.collect_if_overdue()
+        assert old_ref() is not None  # frozen garbage waits for the periodic full collection
+        collector.last_full -= collector.FULL_EVERY
+        assert collector.collect_if_due() and old_ref() is None
+    finally:
+        gc.unfreeze()
+        if was_enabled:
+            gc.enable()
