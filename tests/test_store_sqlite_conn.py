@@ -10,9 +10,9 @@ from skyshield.store.sqlite_conn import BackgroundCheckpoints, connect_sqlite
 
 def fill(conn, rows: int = 3000) -> None:
     conn.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, body TEXT)")
-    for start in range(0, rows, 100):
+    for _ in range(rows // 100):
         conn.execute("BEGIN")
-        conn.executemany("INSERT INTO t (body) VALUES (?)", [("x" * 2000,) for _ in range(100)])
+        conn.executemany("INSERT INTO t (body) VALUES (?)", [("x" * 2000,)] * 100)
         conn.execute("COMMIT")
 
 
