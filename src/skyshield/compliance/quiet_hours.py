@@ -88,6 +88,27 @@ def _country_code(number: str) -> tuple[int, int] | None:
     return None
 
 
+@lru_cache(maxsize=64)
+def _region_dialling(region: str) -> tuple[int, re.Pattern[str]] | None:
+    """The country code of ``region`` and its international (IDD) prefix, as ``phonenumbers`` reads them."""
+    meta = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    if meta is None or not meta.country_code:
+        return None
+    return meta.country_code, re.compile(meta.international_prefix or "(?!)")
+
+
+def _national_country_code(number: str, region: str) -> int | None:
+    """The country code ``phonenumbers.parse(number, region)`` gives a number of plain ASCII digits that does
+    not start with the region's international prefix (it is read as national, or as the region's own country
+    code and a national number); None for anything else."""
+    if not (number.isascii() and number.isdigit()):
+        return None
+    dialling = _region_dialling(region)
+    if dialling is None or dialling[1].match(number):
+        return None
+    return dialling[0]
+
+
 @dataclass(frozen=True, slots=True)
 class QuietCheck:
     """Outcome for one message: inside the window or not, and the local time that decided it."""
@@ -118,7 +139,10 @@ class QuietHours:
         """
         found = _country_code(recipient)
         if found is None:
-            return None
+            # A national number (digits only, not starting with the region's international prefix) belongs
+            # to the default region: the bench's and many carriers' form for every domestic recipient.
+            cc = _national_country_code(recipient, self.default_region)
+            return self.default_timezone if cc is not None and _only_zones(cc) <= {self.default_timezone} else None
         cc, digits = found
         zones = _only_zones(cc)
         if zones <= {self.default_timezone}:
