@@ -169,6 +169,21 @@ def test_only_sends_that_go_out_are_logged(ledger):
     assert [v.action for v in verdicts] == [Action.DELIVER, Action.BLOCK]
     assert [row[5] for row in ledger.recent_sends(0)] == [msgs[0].time.timestamp()]
 
+
+def test_answer_first_logs_the_sends_when_finished_and_still_caps_at_once(ledger):
+    engine, _ = make_engine(POLICY, ledger)
+    t0 = datetime.now(UTC)
+    first, finish_first = engine.check_answer_first([Message(CODE.format(100000), "95555", "13800138000", t0)])
+    assert first[0].action == Action.DELIVER and ledger.recent_sends(0) == []  # answered; the log waits
+    # The cap counts the unlogged send already: the next code within the minute is blocked.
+    second, finish_second = engine.check_answer_first(
+        [Message(CODE.format(100001), "95555", "13800138000", t0 + timedelta(seconds=30))])
+    assert second[0].action == Action.BLOCK
+    finish_first()
+    finish_second()
+    assert [row[5] for row in ledger.recent_sends(0)] == [t0.timestamp()]
+
+
 def test_dry_run_writes_nothing(ledger):
     engine, _ = make_engine(POLICY, ledger, dry_run=True)
     engine.check_one(Message(CODE.format(123456), "95555", "13800138000", datetime.now(UTC)))

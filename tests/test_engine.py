@@ -70,12 +70,12 @@ def test_verdicts_explained_later_are_the_verdicts_explained_at_once():
              "晚上一起吃饭吗"]
     batch = [Message(t, sender="10690001", recipient="13800138000") for t in texts + texts[:2]]
     at_once = build_engine().check(batch)  # two engines with the same (empty) state: same verdicts
-    later, explain = build_engine().check_unexplained(batch)
+    later, finish = build_engine().check_answer_first(batch)
     assert [v.action for v in later] == [v.action for v in at_once]
     assert [v.score for v in later] == [v.score for v in at_once]
     model_terms = [[s.evidence["terms"] for s in v.signals if s.name.startswith("MODEL_")] for v in later]
     assert all(t == [] for terms in model_terms for t in terms) and any(model_terms)  # not explained yet
-    explain()
+    finish()
     assert [v.to_dict() for v in later] == [v.to_dict() for v in at_once]
     fraud_terms = next(s.evidence["terms"] for s in later[0].signals if s.name == "MODEL_FRAUD")
     assert fraud_terms and all(term in texts[0] or term.lower() in texts[0].lower() for term in fraud_terms[:1])

@@ -31,8 +31,10 @@ class Detector(Protocol):
     """A check that emits named signals. ``detect`` returns one list of signals per message.
 
     A detector that keeps per-send state may also define ``settle(ctx, verdicts)``; the engine calls it
-    with the final verdicts of the batch. One whose evidence quotes the text model's explanations may define
-    ``explained(ctx, verdicts)``, called once they are known (see :meth:`Engine.check_unexplained`).
+    with the final verdicts of the batch. ``settle`` may return a callable: work no decision waits for (a
+    durable log write), which the engine runs at once in :meth:`Engine.check` and after the answer in
+    :meth:`Engine.check_answer_first`. One whose evidence quotes the text model's explanations may define
+    ``explained(ctx, verdicts)``, called once they are known.
     """
 
     name: str
@@ -60,18 +62,19 @@ class Engine:
         self.detectors = list(detectors)
 
     def check(self, messages: Sequence[Message], extra: dict[str, Any] | None = None) -> list[Verdict]:
-        return self._judge(messages, extra, explain=True)[0]
+        return self._judge(messages, extra, answer_first=False)[0]
 
-    def check_unexplained(self, messages: Sequence[Message],
-                          extra: dict[str, Any] | None = None) -> tuple[list[Verdict], Callable[[], None]]:
-        """``check`` with the text model's explanations left for later: the verdicts are final (actions, scores,
-        signals) but the text model's terms in their evidence are filled in only when the returned function is
-        called, which must happen before they are stored or shown. Explaining is about a quarter of a small
-        batch's cost, and no decision depends on it: a gateway answers first and explains before it records."""
-        return self._judge(messages, extra, explain=False)
+    def check_answer_first(self, messages: Sequence[Message],
+                           extra: dict[str, Any] | None = None) -> tuple[list[Verdict], Callable[[], None]]:
+        """``check`` with the work no decision depends on left for later: the verdicts are final (actions,
+        scores, signals), but the text model's terms in their evidence are filled in, and the detectors'
+        deferred writes (the consent ledger's send log) are made, only when the returned function is called,
+        which must happen before the verdicts are stored or shown. That work is about a third of a small
+        batch's cost: a gateway answers first and finishes before it records."""
+        return self._judge(messages, extra, answer_first=True)
 
     def _judge(self, messages: Sequence[Message], extra: dict[str, Any] | None,
-               explain: bool) -> tuple[list[Verdict], Callable[[], None]]:
+               answer_first: bool) -> tuple[list[Verdict], Callable[[], None]]:
         if not messages:
             return [], _nothing
         # Bulk traffic repeats one text to many recipients: analyse and predict each distinct text once.
@@ -79,8 +82,8 @@ class Engine:
         position: dict[str, int] = {}
         inverse = [position.setdefault(m.text, len(position)) for m in messages]
         distinct_analyses = self.analyse(list(position))
-        distinct_predictions = (self.model.predict(distinct_analyses) if explain
-                                else self.model.predict(distinct_analyses, explain=False))
+        distinct_predictions = (self.model.predict(distinct_analyses, explain=False) if answer_first
+                                else self.model.predict(distinct_analyses))
         analyses = [distinct_analyses[j] for j in inverse]
         predictions = [distinct_predictions[j] for j in inverse]
         ctx = BatchContext(messages, analyses, predictions, extra or {})
@@ -101,25 +104,32 @@ class Engine:
         ]
         # Detectors that keep state about sends (caps, counters) learn the final verdicts, so a message
         # another detector blocked is not counted as sent.
+        deferred: list[Callable[[], None]] = []
         for detector in self.detectors:
             settle = getattr(detector, "settle", None)
             if settle is not None:
-                settle(ctx, verdicts)
-        if explain:
+                later = settle(ctx, verdicts)
+                if later is not None:
+                    deferred.append(later)
+        if not answer_first:
+            for work in deferred:
+                work()
             return verdicts, _nothing
 
-        def explain_now() -> None:
+        def finish() -> None:
+            for work in deferred:
+                work()
             self.model.explain(distinct_analyses, distinct_predictions)  # the shared predictions gain their terms
             for detector in self.detectors:
                 explained = getattr(detector, "explained", None)
                 if explained is not None:
                     explained(ctx, verdicts)
 
-        return verdicts, explain_now
+        return verdicts, finish
 
     def check_one(self, message: Message) -> Verdict:
         return self.check([message])[0]
 
 
 def _nothing() -> None:
-    """The explanation step of verdicts that are explained already."""
+    """The finishing step of verdicts that are finished already."""

@@ -331,7 +331,9 @@ def _run_sends(sends: list[_Send], policy: Policy, engine: Engine, ledger: Conse
         extra = {RECIPIENT_ZONES: [s.zone for s in chunk], DECLARED_CATEGORIES: [s.template_key[3] for s in chunk]}
         messages = [s.message for s in chunk]
         verdicts = dry.check(messages, extra)
-        detector.settle(BatchContext(messages, [], [], extra), verdicts)
+        later = detector.settle(BatchContext(messages, [], [], extra), verdicts)
+        if later is not None:
+            later()
         for send, verdict in zip(chunk, verdicts, strict=False):
             results.append(SendResult(
                 send.row, mask(send.message.recipient), index[send.template_key], verdict.action.value,

@@ -15,8 +15,9 @@ of fewer sends. ``dry_run`` (used by the pre-audit) counts in memory only and wr
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from skyshield.compliance.caps import CapHit, SlidingCounter, parse_rates
@@ -285,8 +286,9 @@ class ComplianceDetector:
                 out[i].append(Signal("TEMPLATE_UNMATCHED", 1.0, {
                     "rule": "template", "checked": n, "why": f"matches none of the tenant's {n} approved templates"}))
 
-    def settle(self, ctx: BatchContext, verdicts: Sequence[Verdict]) -> None:
-        """Un-count the sends of blocked messages; record the others in the ledger (they stay counted)."""
+    def settle(self, ctx: BatchContext, verdicts: Sequence[Verdict]) -> Callable[[], None] | None:
+        """Un-count the sends of blocked messages; the others stay counted, and the returned call records them
+        in the ledger's send log (which no decision reads: the counters are in memory or in Redis)."""
         reservations = ctx.extra.pop(RESERVATIONS, {})
         sent = []
         for i, (keys, t, row) in reservations.items():
@@ -296,4 +298,5 @@ class ComplianceDetector:
             else:
                 sent.append(row)
         if sent and not self.dry_run:
-            self.ledger.record_sends(sent)
+            return partial(self.ledger.record_sends, sent)
+        return None

@@ -16,13 +16,14 @@ answer to the last one):
 
 An answer is the whole ``Verdict`` only for a held message (the hold queue stores it); for the rest it is
 ``(action, score, reasons)``, what the gateway acts on and logs (pickling every verdict with its signals both
-ways cost ~15 µs a message). The child answers before it explains: the text model's terms (a quarter of a
-small batch's cost, and no decision depends on them) are worked out after the answer has gone, then the
-child writes the records (write-behind, in chunks, only while no batch waits), so neither delays an answer
-unless the next batch arrives meanwhile, and record-keeping costs the event loop nothing. A held message's
-verdict is explained before it is answered (the hold queue stores it as it comes). What a crash loses is
-what it lost on the thread: a child killed outright loses the batch in flight (answered per ``fail_open``)
-and records not yet written; the parent starts a new child.
+ways cost ~15 µs a message). The child answers before it finishes (``Engine.check_answer_first``): the text
+model's terms and the consent ledger's send log (about a third of a small batch's cost, and no decision
+depends on them) are done after the answer has gone, then the child writes the records (write-behind, in
+chunks, only while no batch waits), so none of it delays an answer unless the next batch arrives meanwhile,
+and record-keeping costs the event loop nothing. A held message's batch is finished before it is answered
+(the hold queue stores its verdict as it comes). What a crash loses is what it lost on the thread, and the
+send-log rows of the batches not yet finished: a child killed outright loses the batch in flight (answered
+per ``fail_open``) and what it had not yet written; the parent starts a new child.
 """
 
 from __future__ import annotations
@@ -281,26 +282,26 @@ def _serve(conn: Connection, policy: Policy, record: bool, factory: Callable[[Po
         conn.send(("failed", f"{type(exc).__name__}: {exc}"))
         return
     conn.send(("ready", getattr(getattr(engine, "model", None), "version", type(engine).__name__)))
-    judge = getattr(engine, "check_unexplained", None) or (lambda batch: (engine.check(batch), _explained))
+    judge = getattr(engine, "check_answer_first", None) or (lambda batch: (engine.check(batch), _finished))
     last: tuple[list[Message], list[Verdict], Callable[[], None]] | None = None
-    # Work for the idle time between batches, in order: explain a batch, then write its records.
-    explains: list[Callable[[], None]] = []
+    # Work for the idle time between batches, in order: finish a batch, then write its records.
+    finishes: list[Callable[[], None]] = []
     records: list[tuple[Message, Verdict]] = []
 
     def keep(batch: tuple[list[Message], list[Verdict], Callable[[], None]], kept: set[int]) -> None:
-        if recorder is not None:  # explanations are for the record (the log line quotes the signals only)
-            explains.append(batch[2])
+        finishes.append(batch[2])
+        if recorder is not None:
             records.extend(pair for i, pair in enumerate(zip(batch[0], batch[1], strict=True)) if i not in kept)
 
     collector = _IdleCollector()
     while True:
         if not conn.poll(0):
-            # Idle: collect garbage while the young generation is small (a backlog of explanations and records
-            # can take all the idle time), then explain, then write records.
+            # Idle: collect garbage while the young generation is small (a backlog of finishing and records
+            # can take all the idle time), then finish batches, then write records.
             if collector.collect_if_due():
                 continue
-            if explains:
-                _explain(explains.pop(0))
+            if finishes:
+                _finish(finishes.pop(0))
                 continue
             if records:
                 chunk, records = records[:RECORD_CHUNK], records[RECORD_CHUNK:]
@@ -319,16 +320,16 @@ def _serve(conn: Connection, policy: Policy, record: bool, factory: Callable[[Po
             messages = request[1]
             started = time.perf_counter()
             try:
-                verdicts, explain = judge(messages)
+                verdicts, finish = judge(messages)
                 if any(v.action is Action.HOLD for v in verdicts):
-                    _explain(explain)  # the hold queue stores these verdicts as they are answered
-                    explain = _explained
+                    _finish(finish)  # the hold queue stores these verdicts as they are answered
+                    finish = _finished
             except Exception as exc:  # noqa: BLE001 - fail open or closed per policy, in the gateway
                 conn.send(("failed", "".join(traceback.format_exception_only(exc)).strip(),
                            time.perf_counter() - started))
                 continue
             conn.send(("verdicts", _compact(verdicts, explain_blocks), time.perf_counter() - started))
-            last = (messages, verdicts, explain)
+            last = (messages, verdicts, finish)
         elif kind == "kept":
             if last is not None:
                 keep(last, request[1])
@@ -336,8 +337,8 @@ def _serve(conn: Connection, policy: Policy, record: bool, factory: Callable[[Po
         elif kind == "stop":
             if last is not None:
                 keep(last, set())
-            for explain in explains:
-                _explain(explain)
+            for finish in finishes:
+                _finish(finish)
             if recorder is not None:
                 if records:
                     recorder.write(records)
@@ -394,12 +395,12 @@ class _IdleCollector:
         gc.freeze()
 
 
-def _explained() -> None:
-    """The explanation step of a batch that needs none (explained already, or an engine that explains inline)."""
+def _finished() -> None:
+    """The finishing step of a batch that needs none (finished already, or an engine that finishes inline)."""
 
 
-def _explain(explain: Callable[[], None]) -> None:
+def _finish(finish: Callable[[], None]) -> None:
     try:
-        explain()
-    except Exception:  # noqa: BLE001 - the verdicts stand; they are stored without the model's terms
-        log.exception("could not explain a batch")
+        finish()
+    except Exception:  # noqa: BLE001 - the verdicts stand; stored without the model's terms, sends unlogged
+        log.exception("could not finish a batch (explanations, send log)")

@@ -410,7 +410,7 @@ class TextModelDetector:
         return out
 
     def explained(self, ctx: BatchContext, verdicts: Sequence[Verdict]) -> None:
-        """The batch was judged with explanations left for later (``Engine.check_unexplained``); now that the
+        """The batch was judged with explanations left for later (``Engine.check_answer_first``); now that the
         predictions have their terms, put them in the evidence, as :meth:`detect` does."""
         for prediction, verdict in zip(ctx.predictions, verdicts, strict=True):
             terms = [t for t, _ in prediction.top_terms]
