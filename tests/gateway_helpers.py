@@ -197,5 +197,18 @@ def keyword_engine(policy: Policy) -> KeywordEngine:
     return KeywordEngine({"安全账户": Action.BLOCK, "verify your account": Action.BLOCK, "请核对收件信息": Action.HOLD})
 
 
+class StallingEngine(KeywordEngine):
+    """A keyword engine that never answers a batch with "STALL" in it (as a stuck engine would not)."""
+
+    def check(self, messages: list[Message]) -> list[Verdict]:
+        if any("STALL" in m.text for m in messages):
+            time.sleep(3600)
+        return super().check(messages)
+
+
+def stalling_engine(policy: Policy) -> KeywordEngine:
+    return StallingEngine()
+
+
 def broken_engine(policy: Policy) -> KeywordEngine:
     raise RuntimeError("model file is corrupt")

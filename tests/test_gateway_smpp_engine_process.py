@@ -6,11 +6,21 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import pytest
 import smpplib.consts
 
-from gateway_helpers import TENANTS, Gateway, broken_engine, keyword_engine, read_answers, send_text, wait_for
+from gateway_helpers import (
+    TENANTS,
+    Gateway,
+    broken_engine,
+    keyword_engine,
+    read_answers,
+    send_text,
+    stalling_engine,
+    wait_for,
+)
 from skyshield.config import load_settings
 from skyshield.disposal.held import HeldMessages
 from skyshield.events import Action, Channel
@@ -88,6 +98,24 @@ def test_killed_engine_process_fails_closed_then_a_new_one_judges(loop, db, capl
     assert "the engine process ended" in caplog.text
     assert sorted(m.text for m in stored(db, channel="smpp") if m.text.endswith(("again", "7"))) == \
         ["See you at 7", "verify your account again"]
+
+
+def test_a_stuck_engine_process_is_replaced_after_engine_timeout(loop, db, caplog):
+    engine = EngineProcess(Policy.from_text(TENANTS), factory=stalling_engine, answer_timeout=0.5)
+    engine.start()
+    gw = Gateway(loop, "[gateway.smpp]\nfail_open = false\nfail_status = 0x08\n", engine=engine)
+    try:
+        client = gw.client("transmitter")
+        started = time.monotonic()
+        send_text(client, "STALL the engine")
+        assert read_answers(client, 1)[0].status == 0x08  # refused per fail_open = false, not left waiting
+        assert time.monotonic() - started < 5
+        assert wait_for(lambda: engine.alive and engine.restarts == 1, timeout=60)
+        send_text(client, "verify your account")
+        assert read_answers(client, 2)[1].status == smpplib.consts.SMPP_ESME_RSUBMITFAIL  # judged again
+    finally:
+        gw.close()
+    assert "gave no answer within 0.5 s" in caplog.text
 
 
 def test_held_message_is_recorded_once_by_the_hold_queue_and_the_rest_by_the_child(loop, db):

@@ -78,7 +78,7 @@ def run_smpp(args: argparse.Namespace) -> int:
 def run_smpp_worker(args: argparse.Namespace, reuse_port: bool = False) -> int:
     from skyshield.gateway.recording import open_recorder
     from skyshield.gateway.replies import open_reply_handler
-    from skyshield.gateway.smpp import Firewall, parse_hostport
+    from skyshield.gateway.smpp import Firewall, SmppSettings, parse_hostport
     from skyshield.gateway.smpp_hold import open_held_messages
     from skyshield.policy import Policy
 
@@ -94,7 +94,8 @@ def run_smpp_worker(args: argparse.Namespace, reuse_port: bool = False) -> int:
                 from skyshield.gateway.engine_process import EngineProcess
 
                 # The child builds the engine and writes the records; this process keeps the event loop alone.
-                engine = EngineProcess(policy, record=not args.no_record)
+                settings = SmppSettings.from_policy(policy)
+                engine = EngineProcess(policy, record=not args.no_record, answer_timeout=settings.engine_timeout)
                 engine.start()
             else:
                 from skyshield.assembly import build_engine

@@ -88,9 +88,12 @@ class EngineProcess:
     """
 
     def __init__(self, policy: Policy, record: bool = True, start_timeout: float = 120.0,
-                 factory: Callable[[Policy], Any] | None = None):
+                 factory: Callable[[Policy], Any] | None = None, answer_timeout: float = 5.0):
         self.policy = policy
         self.record = record
+        #: A batch not answered in this time means a stuck child: it is killed and replaced (fail mode meanwhile).
+        self.answer_timeout = answer_timeout
+        self._deadline: Any = None
         self.factory = factory
         self.start_timeout = start_timeout
         self.model_version: str | None = None
@@ -188,10 +191,21 @@ class EngineProcess:
             on_answer((None, 0.0, EngineUnavailable("the engine process is not running")))
             return
         self._waiting = on_answer
+        if self._loop is not None:
+            self._deadline = self._loop.call_later(self.answer_timeout, self._overdue)
         try:
             self._conn.send(("check", list(messages)))
         except OSError as exc:
             self._lost(exc)
+
+    def _overdue(self) -> None:
+        self._deadline = None
+        if self._waiting is None or self._process is None:
+            return
+        log.error("the engine process %d gave no answer within %.1f s: killing it", self._process.pid,
+                  self.answer_timeout)
+        self._process.kill()
+        self._lost(TimeoutError(f"no answer within {self.answer_timeout:.1f} s"))
 
     def settle(self, kept: set[int]) -> None:
         """The last batch is acted on; the gateway stored the messages at ``kept`` itself (held ones)."""
@@ -212,6 +226,7 @@ class EngineProcess:
             self._lost(exc)
             return
         on_answer, self._waiting = self._waiting, None
+        self._cancel_deadline()
         if on_answer is None:
             log.error("the engine process answered %r with no batch in flight", reply[0])
             return
@@ -220,6 +235,11 @@ class EngineProcess:
             on_answer((answers, reply[2], None))
         else:
             on_answer((None, reply[2], RuntimeError(reply[1])))
+
+    def _cancel_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
 
     def _detach(self) -> tuple[Connection | None, Any]:
         conn, process = self._conn, self._process
@@ -239,6 +259,7 @@ class EngineProcess:
             exit_code = process.exitcode
         log.error("the engine process ended (exit code %s): %s", exit_code, exc or "connection closed")
         on_answer, self._waiting = self._waiting, None
+        self._cancel_deadline()
         if on_answer is not None:
             on_answer((None, 0.0, EngineUnavailable(f"the engine process ended (exit code {exit_code})")))
         if not self._closing and self._loop is not None:

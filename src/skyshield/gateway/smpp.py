@@ -66,6 +66,7 @@ class SmppSettings:
     batch_wait: float = 0.0
     engine_thread: bool = True
     engine_process: bool = True
+    engine_timeout: float = 5.0
     reassembly_timeout: float = 10.0
     verdict_tlv: int = 0
     upstream_timeout: float = 10.0
@@ -104,6 +105,7 @@ class SmppSettings:
             batch_wait=float(s["batch_wait_ms"]) / 1000.0,
             engine_thread=bool(s["engine_thread"]),
             engine_process=bool(s["engine_process"]),
+            engine_timeout=float(parse_duration(s["engine_timeout"])),
             reassembly_timeout=float(parse_duration(s["reassembly_timeout"])),
             verdict_tlv=int(s["verdict_tlv"]),
             upstream_timeout=float(parse_duration(s["upstream_timeout"])),
