@@ -247,3 +247,28 @@ def test_code_before_is_your_code_is_a_one_time_code():
              "The total is 120, your code 5"]
     found = [[c.text for c in a.entities.codes] for a in analyse_batch(texts)]
     assert found == [["100004"], ["482913"], [], []]
+
+
+def test_chinese_mobile_shortcut_agrees_with_the_full_phonenumbers_parse():
+    import random
+
+    import phonenumbers
+    from phonenumbers import PhoneNumberType
+
+    from skyshield.text.extract import _cn_mobile_pattern
+
+    rng = random.Random(11)
+    numbers = [f"1{rng.randint(0, 9)}{rng.randint(0, 10**9 - 1):09d}" for _ in range(20000)]
+    edges = ("79", "11", "12", "61", "74", "41", "45")  # carrier prefixes, and ranges the pattern splits finely
+    numbers += [f"1{p}{rng.randint(0, 10**8 - 1):08d}" for p in edges for _ in range(300)]
+    taken = 0
+    for number in numbers:
+        try:
+            parsed = phonenumbers.parse(number, "CN")
+        except phonenumbers.NumberParseException:  # a carrier prefix stripped, too little left
+            parsed = None
+        mobile = parsed is not None and phonenumbers.is_valid_number(parsed) and \
+            phonenumbers.number_type(parsed) == PhoneNumberType.MOBILE
+        assert (_cn_mobile_pattern().fullmatch(number) is not None) == mobile, number
+        taken += mobile
+    assert taken > 10000  # most 13x-19x numbers are mobiles
