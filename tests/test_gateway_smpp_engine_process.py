@@ -173,3 +173,55 @@ def test_the_engine_process_collects_garbage_cycles_between_batches_not_during_t
         gc.unfreeze()
         if was_enabled:
             gc.enable()
+
+
+def test_skyshield_smpp_command_judges_in_a_child_and_sigterm_loses_no_record(loop, db, tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    import smpplib.client
+
+    from skyshield.gateway.smsc_sim import SmscSimulator
+
+    smsc = SmscSimulator()
+    host, smsc_port = loop.run(smsc.start())
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    policy = tmp_path / "policy.toml"
+    policy.write_text(TENANTS)
+    proc = subprocess.Popen([sys.executable, "-m", "skyshield.cli", "--policy", str(policy), "smpp", "--listen",
+                             f"127.0.0.1:{port}", "--upstream", f"{host}:{smsc_port}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
+    client = None
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read()
+                time.sleep(0.1)
+        client = smpplib.client.Client("127.0.0.1", port, timeout=10, allow_unknown_opt_params=True)
+        client.answers = []
+        client.set_message_sent_handler(lambda pdu: client.answers.append(pdu))
+        client.set_error_pdu_handler(lambda pdu: None)
+        client.connect()
+        client.bind_transmitter(system_id="acme", password="secret")
+        for n in range(20):
+            send_text(client, FRAUD if n % 4 == 0 else f"See you at {n}", source="10690001")
+        assert sorted(a.status for a in read_answers(client, 20)).count(smpplib.consts.SMPP_ESME_RSUBMITFAIL) == 5
+        client.disconnect()
+        client = None
+        proc.send_signal(signal.SIGTERM)  # the gateway stops its engine child, which writes what it holds
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if client is not None:
+            client.disconnect()
+        if proc.poll() is None:
+            proc.kill()
+        loop.run(smsc.close())
+    assert "engine process: 20 records saved, 0 failed" in out, out
+    assert len(stored(db, sender="10690001")) == 20

@@ -86,15 +86,15 @@ def run_smpp_worker(args: argparse.Namespace, reuse_port: bool = False) -> int:
     log = logging.getLogger("skyshield.gateway.smpp")
     policy = Policy.load(args.policy)
     listen, upstream = parse_hostport(args.listen), parse_hostport(args.upstream)
+    settings = SmppSettings.from_policy(policy)
+    in_process = settings.engine_process
     engine: Any = None
-    in_process = bool(policy.section("gateway.smpp")["engine_process"])
     if not args.no_scoring:
         try:
             if in_process:
                 from skyshield.gateway.engine_process import EngineProcess
 
                 # The child builds the engine and writes the records; this process keeps the event loop alone.
-                settings = SmppSettings.from_policy(policy)
                 engine = EngineProcess(policy, record=not args.no_record, answer_timeout=settings.engine_timeout)
                 engine.start()
             else:
@@ -107,7 +107,7 @@ def run_smpp_worker(args: argparse.Namespace, reuse_port: bool = False) -> int:
                 sys.setswitchinterval(0.0005)
         except Exception as exc:  # noqa: BLE001 - run in the policy's fail mode and say so
             engine = None
-            mode = "forwarding unjudged" if policy.section("gateway.smpp")["fail_open"] else "refusing"
+            mode = "forwarding unjudged" if settings.fail_open else "refusing"
             log.error("the engine could not be built (%s): %s every message per gateway.smpp.fail_open", exc, mode)
     from skyshield.assembly import tune_gc_for_serving
 
@@ -116,10 +116,10 @@ def run_smpp_worker(args: argparse.Namespace, reuse_port: bool = False) -> int:
     replies = open_reply_handler(policy)
     # Held messages are kept for review even with --no-record: the review needs their verdicts.
     held = None
-    if not args.no_scoring and policy.section("gateway.smpp")["hold_response"] == "queue":
+    if not args.no_scoring and settings.hold_response == "queue":
         held = open_held_messages(policy)
     firewall = Firewall(policy, engine, upstream, scoring=not args.no_scoring, recorder=recorder, on_reply=replies,
-                        held=held)
+                        settings=settings, held=held)
 
     async def start() -> None:
         await firewall.start(*listen, reuse_port=reuse_port)

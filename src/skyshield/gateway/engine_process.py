@@ -91,11 +91,10 @@ class EngineProcess:
                  factory: Callable[[Policy], Any] | None = None, answer_timeout: float = 5.0):
         self.policy = policy
         self.record = record
-        #: A batch not answered in this time means a stuck child: it is killed and replaced (fail mode meanwhile).
-        self.answer_timeout = answer_timeout
-        self._deadline: Any = None
         self.factory = factory
         self.start_timeout = start_timeout
+        #: A batch not answered in this time means a stuck child: it is killed and replaced (fail mode meanwhile).
+        self.answer_timeout = answer_timeout
         self.model_version: str | None = None
         self.saved = 0
         self.failed = 0
@@ -105,6 +104,7 @@ class EngineProcess:
         self._conn: Connection | None = None
         self._loop: Any = None
         self._waiting: Callable[[Answer], None] | None = None
+        self._deadline: Any = None  # the loop's timer for the batch in flight
         self._closing = False
 
     # ----------------------------------------------------------------- life cycle
@@ -115,9 +115,10 @@ class EngineProcess:
 
     def _spawn(self) -> tuple[Any, Connection, str]:
         ours, theirs = self._ctx.Pipe(duplex=True)
+        # Block lines are logged by the gateway at INFO: only then does the child send their reasons.
+        explain_blocks = logging.getLogger("skyshield.gateway.smpp").isEnabledFor(logging.INFO)
         process = self._ctx.Process(target=_serve, args=(theirs, self.policy, self.record, self.factory,
-                                          logging.getLogger("skyshield.gateway.smpp").isEnabledFor(logging.INFO)),
-                                    name="skyshield-engine", daemon=True)
+                                                         explain_blocks), name="skyshield-engine", daemon=True)
         process.start()
         theirs.close()
         if not ours.poll(self.start_timeout):

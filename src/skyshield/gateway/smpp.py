@@ -313,7 +313,7 @@ class BatchScorer:
             return None, time.perf_counter() - started, exc
 
     def answered(self, batch: list[tuple[EsmeSession, Group, Message]],
-               answer: tuple[list[Verdict] | None, float, Exception | None]) -> None:
+                 answer: tuple[list[Verdict] | None, float, Exception | None]) -> None:
         """The engine thread or process answered ``batch`` (on the event loop)."""
         self._busy = False
         try:
