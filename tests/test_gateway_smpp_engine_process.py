@@ -139,42 +139,6 @@ def test_engine_that_cannot_be_built_says_why():
         start_engine(factory=broken_engine)
 
 
-class _Cycle:
-    def __init__(self) -> None:
-        self.me = self
-
-
-def test_the_engine_process_collects_garbage_cycles_between_batches_not_during_them():
-    import gc
-    import weakref
-
-    from skyshield.gateway.engine_process import _IdleCollector
-
-    was_enabled = gc.isenabled()
-    try:
-        collector = _IdleCollector()
-        assert not gc.isenabled()  # never in the middle of a batch
-        young = _Cycle()
-        young_ref = weakref.ref(young)
-        del young
-        assert not collector.collect_if_due()  # few new objects: nothing to do yet
-        keep = [[] for _ in range(2 * collector.YOUNG)]
-        assert collector.collect_if_due() and young_ref() is None  # idle, young generation full: collected
-        assert gc.get_count()[0] < 100 and keep
-        old = _Cycle()
-        collector._young()  # survives, frozen
-        old_ref = weakref.ref(old)
-        del old
-        collector.collect_if_overdue()
-        assert old_ref() is not None  # frozen garbage waits for the periodic full collection
-        collector.last_full -= collector.FULL_EVERY
-        assert collector.collect_if_due() and old_ref() is None
-    finally:
-        gc.unfreeze()
-        if was_enabled:
-            gc.enable()
-
-
 def test_skyshield_smpp_command_judges_in_a_child_and_sigterm_loses_no_record(loop, db, tmp_path):
     import socket
     import subprocess

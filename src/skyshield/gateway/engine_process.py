@@ -28,7 +28,6 @@ per ``fail_open``) and what it had not yet written; the parent starts a new chil
 
 from __future__ import annotations
 
-import gc
 import logging
 import multiprocessing
 import signal
@@ -39,6 +38,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from skyshield.events import Action, Message, Verdict
+from skyshield.gc_control import IncrementalCollector
 from skyshield.policy import Policy
 
 log = logging.getLogger("skyshield.gateway.engine")
@@ -315,7 +315,7 @@ def _serve(conn: Connection, policy: Policy, record: bool, factory: Callable[[Po
         if recorder is not None:
             records.extend(pair for i, pair in enumerate(zip(batch[0], batch[1], strict=True)) if i not in kept)
 
-    collector = _IdleCollector()
+    collector = IncrementalCollector()
     while True:
         if not conn.poll(0):
             # Idle: collect garbage while the young generation is small (a backlog of finishing and records
@@ -371,50 +371,6 @@ def _serve(conn: Connection, policy: Policy, record: bool, factory: Callable[[Po
             except OSError:
                 pass
             return
-
-
-class _IdleCollector:
-    """The child's cyclic garbage collection, between batches rather than inside one.
-
-    Left to CPython (with ``tune_gc_for_serving``'s thresholds), a young-generation collection came every few
-    thousand messages and scanned ~50,000 objects, mostly the behaviour engine's per-number state, which
-    lives for hours: 10-40 ms with a batch waiting, the firewall's whole p99 at 4,000 submit_sm/s. Here
-    automatic collection is off; when no batch waits, the young generation is collected once it holds
-    ``YOUNG`` objects (about 1 ms) and what survives is frozen (never scanned again: almost nothing here is
-    cyclic, 130 unreachable objects in 40,000 messages); past ``OVERDUE`` (a saturated engine is never idle)
-    it is collected anyway. Every ``FULL_EVERY`` seconds, when idle, everything is unfrozen and collected once, so
-    garbage cycles among frozen objects are freed too.
-    """
-
-    YOUNG = 5_000
-    OVERDUE = 20_000
-    FULL_EVERY = 600.0
-
-    def __init__(self) -> None:
-        gc.disable()
-        gc.freeze()
-        self.last_full = time.monotonic()
-
-    def collect_if_due(self) -> bool:
-        if time.monotonic() - self.last_full >= self.FULL_EVERY:
-            gc.unfreeze()
-            gc.collect()
-            gc.freeze()
-            self.last_full = time.monotonic()
-            return True
-        if gc.get_count()[0] >= self.YOUNG:
-            self._young()
-            return True
-        return False
-
-    def collect_if_overdue(self) -> None:
-        if gc.get_count()[0] >= self.OVERDUE:
-            self._young()
-
-    @staticmethod
-    def _young() -> None:
-        gc.collect(0)
-        gc.freeze()
 
 
 def _finished() -> None:
