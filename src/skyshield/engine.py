@@ -76,7 +76,7 @@ class Engine:
     def _judge(self, messages: Sequence[Message], extra: dict[str, Any] | None,
                answer_first: bool) -> tuple[list[Verdict], Callable[[], None]]:
         if not messages:
-            return [], _nothing
+            return [], nothing_to_finish
         # Bulk traffic repeats one text to many recipients: analyse and predict each distinct text once.
         # The shared TextAnalysis/TextPrediction objects are read-only to detectors.
         position: dict[str, int] = {}
@@ -114,7 +114,7 @@ class Engine:
         if not answer_first:
             for work in deferred:
                 work()
-            return verdicts, _nothing
+            return verdicts, nothing_to_finish
 
         def finish() -> None:
             for work in deferred:
@@ -131,5 +131,5 @@ class Engine:
         return self.check([message])[0]
 
 
-def _nothing() -> None:
-    """The finishing step of verdicts that are finished already."""
+def nothing_to_finish() -> None:
+    """The finishing step of verdicts that are finished already (or of an engine that finishes inline)."""

@@ -33,10 +33,12 @@ import multiprocessing
 import signal
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
+from skyshield.engine import nothing_to_finish
 from skyshield.events import Action, Message, Verdict
 from skyshield.gc_control import IncrementalCollector
 from skyshield.policy import Policy
@@ -304,11 +306,12 @@ def _serve(conn: Connection, policy: Policy, record: bool, factory: Callable[[Po
         conn.send(("failed", f"{type(exc).__name__}: {exc}"))
         return
     conn.send(("ready", getattr(getattr(engine, "model", None), "version", type(engine).__name__)))
-    judge = getattr(engine, "check_answer_first", None) or (lambda batch: (engine.check(batch), _finished))
+    judge = getattr(engine, "check_answer_first", None) or (lambda batch: (engine.check(batch),
+                                                                           nothing_to_finish))
     last: tuple[list[Message], list[Verdict], Callable[[], None]] | None = None
     # Work for the idle time between batches, in order: finish a batch, then write its records.
-    finishes: list[Callable[[], None]] = []
-    records: list[tuple[Message, Verdict]] = []
+    finishes: deque[Callable[[], None]] = deque()
+    records: deque[tuple[Message, Verdict]] = deque()
 
     def keep(batch: tuple[list[Message], list[Verdict], Callable[[], None]], kept: set[int]) -> None:
         finishes.append(batch[2])
@@ -323,10 +326,10 @@ def _serve(conn: Connection, policy: Policy, record: bool, factory: Callable[[Po
             if collector.collect_if_due():
                 continue
             if finishes:
-                _finish(finishes.pop(0))
+                _finish(finishes.popleft())
                 continue
             if records:
-                chunk, records = records[:RECORD_CHUNK], records[RECORD_CHUNK:]
+                chunk = [records.popleft() for _ in range(min(RECORD_CHUNK, len(records)))]
                 recorder.write(chunk)  # type: ignore[union-attr]
                 continue
         collector.collect_if_overdue()
@@ -345,7 +348,7 @@ def _serve(conn: Connection, policy: Policy, record: bool, factory: Callable[[Po
                 verdicts, finish = judge(messages)
                 if any(v.action is Action.HOLD for v in verdicts):
                     _finish(finish)  # the hold queue stores these verdicts as they are answered
-                    finish = _finished
+                    finish = nothing_to_finish
             except Exception as exc:  # noqa: BLE001 - fail open or closed per policy, in the gateway
                 conn.send(("failed", "".join(traceback.format_exception_only(exc)).strip(),
                            time.perf_counter() - started))
@@ -363,7 +366,7 @@ def _serve(conn: Connection, policy: Policy, record: bool, factory: Callable[[Po
                 _finish(finish)
             if recorder is not None:
                 if records:
-                    recorder.write(records)
+                    recorder.write(list(records))
                 recorder.close()
             checkpoints.stop()
             try:
@@ -371,10 +374,6 @@ def _serve(conn: Connection, policy: Policy, record: bool, factory: Callable[[Po
             except OSError:
                 pass
             return
-
-
-def _finished() -> None:
-    """The finishing step of a batch that needs none (finished already, or an engine that finishes inline)."""
 
 
 def _finish(finish: Callable[[], None]) -> None:
