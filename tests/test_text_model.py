@@ -139,6 +139,22 @@ def test_explanation_does_not_depend_on_batch_neighbours(model):
     assert alone == together
 
 
+def test_explaining_later_gives_the_terms_predict_gives(model):
+    texts = ["澳门娱乐城首存送彩金，百家乐真人荷官 www.am88.vip", "晚上一起吃饭吗？",
+             "【某宝】双11狂欢，全场5折起，回T退订",
+             "WINNER!! You have been selected to receive a prize reward! Call 09061701461"] * 3
+    analyses = analyse_batch(texts)
+    at_once = model.predict(analyses)
+    later, explain = model.predict_explain_later(analyses)
+    assert [p.probabilities for p in later] == [p.probabilities for p in at_once]
+    assert all(p.top_terms == [] for p in later)  # the answer goes out before the explanation
+    explain()
+    assert [p.top_terms for p in later] == [p.top_terms for p in at_once]
+    assert sum(bool(p.top_terms) for p in later) >= 9
+    explain()  # a second call changes nothing
+    assert [p.top_terms for p in later] == [p.top_terms for p in at_once]
+
+
 def test_empty_batch(model):
     assert model.predict([]) == []
 

@@ -47,7 +47,8 @@ class TextModel(Protocol):
 
     def predict(self, analyses: Sequence[TextAnalysis], explain: bool = True) -> list[TextPrediction]: ...
 
-    def explain(self, analyses: Sequence[TextAnalysis], predictions: Sequence[TextPrediction]) -> None: ...
+    def predict_explain_later(self, analyses: Sequence[TextAnalysis]
+                              ) -> tuple[list[TextPrediction], Callable[[], None]]: ...
 
 
 class Analyser(Protocol):
@@ -82,8 +83,10 @@ class Engine:
         position: dict[str, int] = {}
         inverse = [position.setdefault(m.text, len(position)) for m in messages]
         distinct_analyses = self.analyse(list(position))
-        distinct_predictions = (self.model.predict(distinct_analyses, explain=False) if answer_first
-                                else self.model.predict(distinct_analyses))
+        if answer_first:
+            distinct_predictions, explain = self.model.predict_explain_later(distinct_analyses)
+        else:
+            distinct_predictions = self.model.predict(distinct_analyses)
         analyses = [distinct_analyses[j] for j in inverse]
         predictions = [distinct_predictions[j] for j in inverse]
         ctx = BatchContext(messages, analyses, predictions, extra or {})
@@ -119,7 +122,7 @@ class Engine:
         def finish() -> None:
             for work in deferred:
                 work()
-            self.model.explain(distinct_analyses, distinct_predictions)  # the shared predictions gain their terms
+            explain()  # the shared predictions gain their terms
             for detector in self.detectors:
                 explained = getattr(detector, "explained", None)
                 if explained is not None:

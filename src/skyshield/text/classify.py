@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -201,16 +201,30 @@ class TextModel:
                 out.extend(self._predict_chunk(analyses[i:i + CHUNK], explain))
         return out
 
-    def explain(self, analyses: Sequence[TextAnalysis], predictions: Sequence[TextPrediction]) -> None:
-        """Fill ``top_terms`` of ``predictions`` that :meth:`predict` made with ``explain=False``: the same terms
-        ``explain=True`` gives, later (a gateway answers first and explains before it records). In place."""
-        if len(analyses) != len(predictions):
-            raise ValueError("one prediction per analysis")
+    def predict_explain_later(self, analyses: Sequence[TextAnalysis]
+                              ) -> tuple[list[TextPrediction], Callable[[], None]]:
+        """:meth:`predict` without ``top_terms``, and a function that fills them in later, in place: the same terms
+        ``predict`` gives (a gateway answers first and explains before it records). The function reuses this
+        call's scoring (features and gathered weights), so explaining later costs no more than at once."""
+        out: list[TextPrediction] = []
+        scored: list[tuple[int, tuple[Features, np.ndarray, np.ndarray, np.ndarray]]] = []
         with paused_gc():
             for i in range(0, len(analyses), CHUNK):
-                feats, packed, probs, best = self._score_chunk(analyses[i:i + CHUNK])
-                for m, top_terms in self._explain_material(feats, packed, probs, best).items():
-                    predictions[i + m].top_terms = top_terms
+                chunk = analyses[i:i + CHUNK]
+                if not chunk:
+                    continue
+                scores = self._score_chunk(chunk)
+                scored.append((i, scores))
+                out.extend(self._predictions_of(chunk, scores, {}))
+
+        def explain() -> None:
+            with paused_gc():
+                for i, scores in scored:
+                    for m, top_terms in self._explain_material(*scores).items():
+                        out[i + m].top_terms = top_terms
+            scored.clear()  # the features are no longer needed; a second call explains nothing again
+
+        return out, explain
 
     def _score_chunk(self, analyses: Sequence[TextAnalysis]) -> tuple[Features, np.ndarray, np.ndarray, np.ndarray]:
         feats = featurise([a.normalised for a in analyses], self.bits)
@@ -229,7 +243,13 @@ class TextModel:
     def _predict_chunk(self, analyses: Sequence[TextAnalysis], explain: bool) -> list[TextPrediction]:
         if not analyses:
             return []
-        feats, packed, probs, best = self._score_chunk(analyses)
+        scores = self._score_chunk(analyses)
+        return self._predictions_of(analyses, scores, self._explain_material(*scores) if explain else {})
+
+    def _predictions_of(self, analyses: Sequence[TextAnalysis],
+                        scores: tuple[Features, np.ndarray, np.ndarray, np.ndarray],
+                        explained: dict[int, list[tuple[str, float]]]) -> list[TextPrediction]:
+        feats, _packed, probs, best = scores
         needs_sub = np.flatnonzero(best >= 2)
         subtype_of: dict[int, tuple[str, str]] = {}
         if len(needs_sub):
@@ -239,7 +259,6 @@ class TextModel:
             illicit_best = (n_fraud + sm[:, n_fraud:].argmax(axis=1)).tolist()
             for m, f, i in zip(needs_sub.tolist(), fraud_best, illicit_best, strict=True):
                 subtype_of[m] = (_SUB_NAMES[f], _SUB_NAMES[i])
-        explained = self._explain_material(feats, packed, probs, best) if explain else {}
         n = len(analyses)
         ham = _ham_codes(analyses)                        # 0 personal, 1 notification, 2 verification
         # One column per Category, in its order: the ham probability goes to the message's kind of ham.
