@@ -217,6 +217,14 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def _own_cpu() -> float:
+    """User + system CPU seconds of this process (the load generator)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -298,7 +306,12 @@ def main() -> int:
             sat = asyncio.run(saturate(port, pdus, args.binds, args.window, args.limit))
             sat["cpu_us"] = (cpu_seconds(proc.pid) - cpu_before) / max(sat["done"], 1) * 1e6 if proc else 0.0
             settle(proc)
+            # CPU of every process during the paced phase: on a 2-core machine the load generator and the SMS
+            # centre simulator share the cores with the firewall, and its latency depends on what is left.
+            cpu0 = (_own_cpu(), cpu_seconds(sim.pid), cpu_seconds(proc.pid) if proc is not None else 0.0)
             lat = asyncio.run(paced(port, paced_pdus, args.binds, args.rate, args.limit))
+            cpu1 = (_own_cpu(), cpu_seconds(sim.pid), cpu_seconds(proc.pid) if proc is not None else 0.0)
+            lat["cpu_us"] = [(b - a) / max(len(paced_pdus), 1) * 1e6 for a, b in zip(cpu0, cpu1, strict=True)]
             results[name] = (sat, lat)
             if proc is not None:
                 tail = stop(proc).strip().splitlines()
@@ -333,6 +346,12 @@ def main() -> int:
     print(f"added latency by the firewall at {args.rate:g}/s: p50 {full[1]['p50'] - direct['p50']:.2f} ms, "
           f"p99 {full[1]['p99'] - direct['p99']:.2f} ms (pass-through adds p99 "
           f"{passthrough[1]['p99'] - direct['p99']:.2f} ms)")
+    print(f"CPU µs per message during the {args.rate:g}/s phase (load generator / SMSC simulator / firewall with its "
+          f"engine process; cores busy at that rate):")
+    for name, res in results.items():
+        gen, sim_us, fw = res[1].get("cpu_us", [0.0, 0.0, 0.0])
+        cores = (gen + sim_us + fw) * args.rate / 1e6
+        print(f"  {name:26} {gen:5.0f} / {sim_us:4.0f} / {fw:5.0f}  = {cores:.2f} cores")
     if THREAD_PATH in results:
         thread = results[THREAD_PATH]
         print(f"engine in its own process / on a thread: throughput {full[0]['rate'] / thread[0]['rate']:.2f}x, "

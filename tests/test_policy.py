@@ -50,6 +50,24 @@ def test_category_floor_and_thresholds_decide_the_action():
     assert mild.signals[0].points == -1.0
 
 
+def test_a_wanted_looking_text_blocked_for_its_content_is_reported_as_that_content():
+    policy = Policy.load()
+    # A bank-alert look-alike: the model reads a notification, the fraud phrase and the model's fraud share block it.
+    fake_alert = policy.decide(Category.NOTIFICATION, None, 0.41, {}, [
+        Signal("FRAUD_PHRASE", 1.0), Signal("MODEL_FRAUD", 0.41), Signal("SIGNATURE", 1.0)], "m")
+    assert fake_alert.action is Action.BLOCK and fake_alert.category is Category.FRAUD
+    # Marketing by its promotion probability, refused for want of consent: promotion, not "personal".
+    unsolicited = policy.decide(Category.PERSONAL, None, 0.45, {}, [
+        Signal("MODEL_PROMOTION", 0.45), Signal("NO_CONSENT", 1.0)], "m")
+    assert unsolicited.action is Action.BLOCK and unsolicited.category is Category.PROMOTION
+    # Held for what the sender does, not what the text says: a one-time code stays a verification message.
+    bombed = policy.decide(Category.VERIFICATION, None, 0.01, {}, [Signal("SMS_BOMBING", 1.0)], "m")
+    assert bombed.action is Action.HOLD and bombed.category is Category.VERIFICATION
+    # Delivered: the model's reading stands, whatever weak content signals fired.
+    alert = policy.decide(Category.NOTIFICATION, None, 0.2, {}, [Signal("MODEL_FRAUD", 0.2)], "m")
+    assert alert.action is Action.DELIVER and alert.category is Category.NOTIFICATION
+
+
 def test_rates_and_durations_read_as_people_write_them():
     assert parse_rate("5 / 1h") == (5, 3600)
     assert parse_rate("40/1d") == (40, 86400)

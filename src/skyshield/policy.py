@@ -24,6 +24,32 @@ DEFAULT_POLICY_TEXT = resources.files("skyshield").joinpath("default_policy.toml
 OPEN_SECTIONS = {"tenants"}
 
 
+_WANTED = frozenset({Category.PERSONAL, Category.NOTIFICATION, Category.VERIFICATION})
+_FOLD = Action.FOLD.severity
+#: Signals that say what kind of unwanted message a text is. A message the text model read as wanted (a
+#: notification, say) but that is folded, held or blocked on the strength of these is reported as their
+#: category: "blocked: notification" would hide a fraud text that looks like a bank alert from every report.
+#: Signals about the sender's conduct (bombing, fan-out, lists) say nothing about the text: a one-time code held
+#: for SMS bombing stays a verification message.
+_CONTENT_CATEGORY = {
+    "MODEL_FRAUD": Category.FRAUD, "FRAUD_PHRASE": Category.FRAUD, "MODEL_ILLICIT": Category.ILLICIT,
+    "MODEL_PROMOTION": Category.PROMOTION, "PROMOTION_WITHOUT_OPT_OUT": Category.PROMOTION,
+    # the compliance rules that only marketing meets (it counts as marketing by its promotion probability)
+    "NO_CONSENT": Category.PROMOTION, "OPTED_OUT": Category.PROMOTION, "DND_LISTED": Category.PROMOTION,
+    "QUIET_HOURS": Category.PROMOTION,
+}
+
+
+def _content_category(signals: list[Signal], category: Category) -> Category:
+    """The category of the content signal that gave the most points, if any gave points."""
+    best = 0.0
+    for signal in signals:
+        found = _CONTENT_CATEGORY.get(signal.name)
+        if found is not None and signal.points > best:
+            best, category = signal.points, found
+    return category
+
+
 class PolicyError(ValueError):
     """A policy file that cannot be used; the message names the file, line and key."""
 
@@ -180,6 +206,8 @@ class Policy:
         floor = self.data["categories"].get(category.value)
         if floor and Action(floor).severity > action.severity:
             action = Action(floor)
+        if category in _WANTED and action.severity >= _FOLD:
+            category = _content_category(signals, category)
         return Verdict(
             action=action,
             category=category,
