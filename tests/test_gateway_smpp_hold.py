@@ -198,6 +198,29 @@ def test_firewall_restart_between_hold_and_release_loses_nothing(desk):
     assert sorted(r.pdu[16:] for r in d.gw.smsc.received) == sorted(p[16:] for p in sent)
 
 
+def test_a_firewall_stopping_while_a_held_message_is_stored_still_answers_it(desk):
+    d = desk()
+    store_message = d.held.keep
+
+    def slow_keep(*args):
+        time.sleep(0.8)  # a slow database
+        return store_message(*args)
+
+    d.held.keep = slow_keep
+    client = d.gw.client("transmitter")
+    send_text(client, f"Parcel waiting. {HOLD_PHRASE}")
+    assert wait_for(lambda: d.gw.firewall.hold.keeping)  # judged, being stored
+    stopping = threading.Thread(target=d.gw.loop.run, args=(d.gw.firewall.close(),))
+    stopping.start()
+    try:
+        # Answered "accepted" before the bind closed: the sender will not send it again (and have it kept twice).
+        assert [a.status for a in read_answers(client, 1)] == [0]
+    finally:
+        stopping.join(15)
+    assert len(d.held.store.search(action="hold")) == 1
+    d.gw.firewall, d.gw.port = d.gw.start_firewall()  # for the fixture's close
+
+
 def test_two_firewall_workers_send_a_released_message_once(desk, settings, loop):
     d = desk()
     # A second worker: its own firewall and its own connection to the database, as a second process has.

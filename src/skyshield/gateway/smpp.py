@@ -433,6 +433,8 @@ class Firewall:
     async def close(self) -> None:
         if self.server is not None:
             self.server.close()
+        if self.hold is not None:  # before the binds close: a held message being stored gets its answer
+            await self.hold.answer_kept()
         for session in list(self.sessions):
             session.close()
         self.scorer.close()

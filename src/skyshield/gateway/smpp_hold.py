@@ -78,6 +78,8 @@ class HoldQueue:
         self.receipt_ids: OrderedDict[tuple[str, str], tuple[str, datetime]] = OrderedDict()
         self._seen_until = datetime.now(UTC) - RECEIPT_MEMORY
         self.forwarding: set[int] = set()
+        #: Held messages being stored, not yet answered.
+        self.keeping: set[asyncio.Future] = set()
 
     # -- keeping ------------------------------------------------------------------------------------
 
@@ -88,9 +90,11 @@ class HoldQueue:
         parts = [(p.pdu, i, p.sm.registered_delivery) for p, i in zip(group.parts, ids, strict=True)]
         wants = any(P.receipt_wanted(p.sm.registered_delivery, "REJECTD") for p in group.parts)
         future = asyncio.get_running_loop().run_in_executor(self._pool, self.book.keep, message, verdict, parts, wants)
+        self.keeping.add(future)
         future.add_done_callback(lambda f: self.kept(session, group, ids, f))
 
     def kept(self, session: EsmeSession, group: Group, ids: list[str], future: asyncio.Future) -> None:
+        self.keeping.discard(future)
         error = future.exception() if not future.cancelled() else RuntimeError("cancelled")
         if error is not None:
             log.error("%s: could not keep a held message; answering hold_status", session.peer, exc_info=error)
@@ -109,6 +113,16 @@ class HoldQueue:
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self.run())
+
+    async def answer_kept(self, timeout: float = 10.0) -> None:
+        """Wait until every held message being stored is answered (the firewall stops: a message stored but never
+        answered would be sent again by its sender, and kept twice)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.keeping and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.005)
+        if self.keeping:
+            log.error("%d held messages were still being stored %.0f s after the firewall began to stop; their senders "
+                      "get no answer", len(self.keeping), timeout)
 
     async def close(self) -> None:
         if self._task is not None:
