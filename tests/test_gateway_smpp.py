@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import struct
+import threading
 import time
 from types import SimpleNamespace
 
@@ -486,3 +487,26 @@ def test_opt_out_reply_gets_one_confirmation_sent_upstream(loop, tmp_path):
         (confirmation,) = f.smsc.received
         assert (confirmation.sm.source_addr, confirmation.sm.destination_addr) == ("10690001", "13800138000")
         assert confirmation.text == "您已成功退订，将不再收到我们的营销短信。"  # confirm_zh; no signature on record
+
+
+class SlowEngine(KeywordEngine):
+    def check(self, messages):
+        time.sleep(0.8)  # the batch is still being judged when the firewall is told to stop
+        return super().check(messages)
+
+
+def test_a_firewall_stopping_mid_batch_answers_and_delivers_what_it_had_read(gateway):
+    gw = gateway(engine=SlowEngine())
+    client = gw.client("transmitter")
+    send_text(client, "See you at six")
+    send_text(client, "请立即将资金转入安全账户")
+    assert wait_for(lambda: gw.engine.calls == 1, timeout=2)  # judging
+    stopping = threading.Thread(target=gw.loop.run, args=(gw.firewall.close(),))
+    stopping.start()
+    try:
+        # Both answered before the bind closed (a sender with no answer sends again: the message twice).
+        assert sorted(a.status for a in read_answers(client, 2)) == [0, smpplib.consts.SMPP_ESME_RSUBMITFAIL]
+    finally:
+        stopping.join(15)
+    assert [r.text for r in gw.smsc.received] == ["See you at six"]
+    gw.firewall, gw.port = gw.start_firewall()  # for the fixture's close

@@ -258,6 +258,11 @@ class BatchScorer:
         self.waited = 0.0  # seconds messages spent between arriving and their batch starting, summed
         self.max_waited = 0.0
 
+    @property
+    def busy(self) -> bool:
+        """A batch is being judged (or, on the engine thread, records written)."""
+        return self._busy
+
     def stats(self) -> str:
         if not self.judged:
             return "engine: no messages judged"
@@ -433,8 +438,7 @@ class Firewall:
     async def close(self) -> None:
         if self.server is not None:
             self.server.close()
-        if self.hold is not None:  # before the binds close: a held message being stored gets its answer
-            await self.hold.answer_kept()
+        await self._drain()
         for session in list(self.sessions):
             session.close()
         self.scorer.close()
@@ -442,6 +446,27 @@ class Firewall:
             await self.hold.close()
         if self.server is not None:
             await self.server.wait_closed()
+
+    async def _drain(self, timeout: float = 5.0) -> None:
+        """Stop reading from the senders, then let what they already sent be answered before the binds close: the
+        batch being judged, held messages being stored, messages relayed and not yet acknowledged by the SMS centre.
+        A message acted on (stored, delivered) but never answered would be sent again by its sender. Parts of a
+        concatenated message still waiting for their siblings are dropped with the bind, unanswered."""
+        for session in self.sessions:
+            if session.transport is not None and not session.transport.is_closing():
+                session.transport.pause_reading()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self._answered_all():
+            if loop.time() >= deadline:
+                log.warning("stopping with messages not yet answered after %.0f s (SMS centre or store slow)", timeout)
+                return
+            await asyncio.sleep(0.005)
+
+    def _answered_all(self) -> bool:
+        scorer = self.scorer
+        return (not scorer.pending and not scorer.busy and not (self.hold is not None and self.hold.keeping)
+                and not any(session.to_upstream for session in self.sessions))
 
     def fake_message_id(self) -> str:
         return f"{self._id_prefix}{next(self._ids):010x}"

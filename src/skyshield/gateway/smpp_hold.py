@@ -114,16 +114,6 @@ class HoldQueue:
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self.run())
 
-    async def answer_kept(self, timeout: float = 10.0) -> None:
-        """Wait until every held message being stored is answered (the firewall stops: a message stored but never
-        answered would be sent again by its sender, and kept twice)."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while self.keeping and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.005)
-        if self.keeping:
-            log.error("%d held messages were still being stored %.0f s after the firewall began to stop; their senders "
-                      "get no answer", len(self.keeping), timeout)
-
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
