@@ -211,8 +211,6 @@ class TextModel:
         with paused_gc():
             for i in range(0, len(analyses), CHUNK):
                 chunk = analyses[i:i + CHUNK]
-                if not chunk:
-                    continue
                 scores = self._score_chunk(chunk)
                 scored.append((i, scores))
                 out.extend(self._predictions_of(chunk, scores, {}))
