@@ -189,3 +189,16 @@ def test_skyshield_smpp_command_judges_in_a_child_and_sigterm_loses_no_record(lo
         loop.run(smsc.close())
     assert "engine process: 20 records saved, 0 failed" in out, out
     assert len(stored(db, sender="10690001")) == 20
+
+
+def test_a_few_records_wait_briefly_for_company_then_are_written_without_a_stop(loop, db):
+    gw = Gateway(loop, engine=start_engine())
+    try:
+        client = gw.client("transmitter")
+        send_text(client, "See you at six", source="10690011")
+        send_text(client, "Dinner at eight?", source="10690011")
+        read_answers(client, 2)
+        # Two records are fewer than a chunk: they wait up to RECORD_LINGER for more, then are committed anyway.
+        assert wait_for(lambda: len(stored(db, sender="10690011")) == 2, timeout=5)
+    finally:
+        gw.close()

@@ -48,6 +48,9 @@ log = logging.getLogger("skyshield.gateway.engine")
 #: Records written in one store transaction between batches: a batch arriving meanwhile waits for one
 #: chunk at most (35-70 µs a record).
 RECORD_CHUNK = 16
+#: Fewer records than a chunk wait up to this long for more: at low rates a commit of one or two records cost the
+#: child most of its CPU (each commit writes every page the rows touch, and the checkpoint copies them again).
+RECORD_LINGER = 0.1
 
 Answer = tuple[list[Any] | None, float, Exception | None]
 
@@ -313,9 +316,14 @@ def _serve(conn: Connection, policy: Policy, record: bool, factory: Callable[[Po
     finishes: deque[Callable[[], None]] = deque()
     records: deque[tuple[Message, Verdict]] = deque()
 
+    records_since = 0.0  # when the oldest record waiting was kept, roughly
+
     def keep(batch: tuple[list[Message], list[Verdict], Callable[[], None]], kept: set[int]) -> None:
+        nonlocal records_since
         finishes.append(batch[2])
         if recorder is not None:
+            if not records:
+                records_since = time.monotonic()
             records.extend(pair for i, pair in enumerate(zip(batch[0], batch[1], strict=True)) if i not in kept)
 
     collector = IncrementalCollector()
@@ -329,9 +337,14 @@ def _serve(conn: Connection, policy: Policy, record: bool, factory: Callable[[Po
                 _finish(finishes.popleft())
                 continue
             if records:
-                chunk = [records.popleft() for _ in range(min(RECORD_CHUNK, len(records)))]
-                recorder.write(chunk)  # type: ignore[union-attr]
-                continue
+                wait = records_since + RECORD_LINGER - time.monotonic()
+                if len(records) >= RECORD_CHUNK or wait <= 0:
+                    chunk = [records.popleft() for _ in range(min(RECORD_CHUNK, len(records)))]
+                    recorder.write(chunk)  # type: ignore[union-attr]
+                    records_since = time.monotonic()
+                    continue
+                if not conn.poll(wait):  # a few records: wait for more rather than commit them alone
+                    continue
         collector.collect_if_overdue()
         try:
             request = conn.recv()
